@@ -1,0 +1,95 @@
+"""Users and API keys. Keys are shown once, stored as SHA-256, cached briefly in Redis for lookups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from chatwizard.core.security import display_hint, generate_key, hash_secret
+from chatwizard.core.services import Services
+
+KEY_CACHE_TTL_S = 60
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # write last_used_at at most this often per key
+
+KEY_LOOKUP = """
+SELECT k.id AS key_id, k.user_id, u.tier, k.scopes, k.expires_at, k.revoked_at, k.last_used_at
+FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1
+"""
+KEY_COLUMNS = "id, name, display_hint, scopes, created_at, expires_at, last_used_at, revoked_at"
+
+
+def _key_cache(key_hash: bytes) -> str:
+    return f"cw:key:{key_hash.hex()}"
+
+
+def _encode(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v)
+            for k, v in record.items()}
+
+
+def _decode(cached: dict[str, Any]) -> dict[str, Any]:
+    record = dict(cached)
+    for field in ("expires_at", "revoked_at", "last_used_at"):
+        if record[field] is not None:
+            record[field] = datetime.fromisoformat(record[field])
+    record["key_id"], record["user_id"] = UUID(record["key_id"]), UUID(record["user_id"])
+    return record
+
+
+async def lookup_key(services: Services, key_hash: bytes) -> dict[str, Any] | None:
+    cached = await services.cache.get_json(_key_cache(key_hash))
+    if cached is not None:
+        return _decode(cached)
+    row = await services.db.write(lambda c: c.fetchrow(KEY_LOOKUP, key_hash))
+    if row is None:
+        return None
+    record = dict(row)
+    now = datetime.now(UTC)
+    if record["last_used_at"] is None or now - record["last_used_at"] > LAST_USED_RESOLUTION:
+        await services.db.write(
+            lambda c: c.execute("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", record["key_id"], now)
+        )
+        record["last_used_at"] = now
+    await services.cache.set_json(_key_cache(key_hash), _encode(record), KEY_CACHE_TTL_S)
+    return record
+
+
+async def create_user(conn: asyncpg.Connection, email: str, tier: str) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        "INSERT INTO users (email, tier) VALUES ($1, $2) RETURNING id, email, tier, created_at", email, tier
+    )
+    return dict(row)
+
+
+async def create_key(conn: asyncpg.Connection, user_id: UUID, name: str, *, scopes: list[str] | None = None,
+                     expires_at: datetime | None = None) -> tuple[str, dict[str, Any]]:
+    """Create a key; return (plaintext key, stored record). The plaintext exists only here."""
+    key = generate_key()
+    row = await conn.fetchrow(
+        f"INSERT INTO api_keys (user_id, name, display_hint, key_hash, scopes, expires_at) "
+        f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}",
+        user_id, name, display_hint(key), hash_secret(key), scopes or [], expires_at,
+    )
+    return key, dict(row)
+
+
+async def list_keys(conn: asyncpg.Connection, user_id: UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        f"SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY created_at", user_id
+    )
+    return [dict(r) for r in rows]
+
+
+async def revoke_key(services: Services, user_id: UUID | None, key_id: UUID) -> bool:
+    """Revoke a key (of ``user_id`` unless None: operators); drop it from the lookup cache at once."""
+    key_hash = await services.db.write(lambda c: c.fetchval(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL "
+        "AND ($2::uuid IS NULL OR user_id = $2) RETURNING key_hash", key_id, user_id,
+    ))
+    if key_hash is None:
+        return False
+    await services.cache.delete(_key_cache(key_hash))
+    return True

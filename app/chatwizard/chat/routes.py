@@ -1,0 +1,97 @@
+"""/v1/chat (JSON), /v1/chat/stream (server-sent events), /v1/chat/ws (WebSocket), conversations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from uuid import UUID
+
+import structlog
+from fastapi import APIRouter, HTTPException, Query, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+from pydantic import Field, ValidationError
+
+from chatwizard.chat import queries, service
+from chatwizard.core.models import StrictModel
+from chatwizard.core.services import ServicesDep
+from chatwizard.policy import CurrentUser
+
+router = APIRouter(tags=["chat"])
+log = structlog.get_logger(__name__)
+
+
+class ChatRequest(StrictModel):
+    question: str = Field(min_length=1, max_length=2000, description="the learner's question")
+    conversation_id: UUID | None = Field(None, description="continue this conversation")
+
+
+def not_found() -> HTTPException:
+    return HTTPException(404, detail="no such conversation")
+
+
+@router.post("/v1/chat")
+async def chat(body: ChatRequest, principal: CurrentUser, services: ServicesDep,
+               response: Response) -> dict[str, Any]:
+    try:
+        result = await service.answer_once(services, principal, body.question, body.conversation_id)
+    except service.ConversationNotFound:
+        raise not_found() from None
+    response.headers["X-Cache"] = result["cache"] or "miss"
+    return result
+
+
+@router.post("/v1/chat/stream", response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}}}})
+async def chat_stream(body: ChatRequest, principal: CurrentUser, services: ServicesDep) -> StreamingResponse:
+    events = service.chat_events(services, principal, body.question, body.conversation_id, "sse")
+    try:  # run up to the first event so an unknown conversation is a 404, not a broken stream
+        first = await anext(events)
+    except service.ConversationNotFound:
+        raise not_found() from None
+
+    async def body_bytes() -> AsyncIterator[bytes]:
+        yield service.sse(*first)
+        async for kind, data in events:
+            yield service.sse(kind, data)
+
+    return StreamingResponse(body_bytes(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.websocket("/v1/chat/ws")
+async def chat_ws(websocket: WebSocket, principal: CurrentUser, services: ServicesDep) -> None:
+    """Send {"question": ...} frames; receive token frames, then videos, then done. One socket, many turns."""
+    await websocket.accept()
+    try:
+        while True:
+            try:
+                request = ChatRequest.model_validate_json(await websocket.receive_text())
+            except ValidationError as exc:
+                await websocket.send_json({"type": "error", "status": 422,
+                                           "detail": exc.errors(include_url=False, include_input=False)})
+                continue
+            try:
+                async for kind, data in service.chat_events(services, principal, request.question,
+                                                            request.conversation_id, "ws"):
+                    await websocket.send_json({"type": kind, "text": data} if kind == "token"
+                                              else {"type": kind, "data": data})
+            except service.ConversationNotFound:
+                await websocket.send_json({"type": "error", "status": 404, "detail": "no such conversation"})
+    except WebSocketDisconnect:
+        return
+
+
+@router.get("/v1/conversations")
+async def list_conversations(principal: CurrentUser, services: ServicesDep,
+                             limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, Any]]:
+    return await services.db.read(lambda c: queries.list_conversations(c, principal.user_id, limit))
+
+
+@router.get("/v1/conversations/{conversation_id}")
+async def get_conversation(conversation_id: UUID, principal: CurrentUser,
+                           services: ServicesDep) -> dict[str, Any]:
+    # The primary: a conversation just written may not have reached the replica yet.
+    found = await services.db.write(lambda c: queries.get_conversation(c, principal.user_id, conversation_id))
+    if found is None:
+        raise not_found()
+    return found

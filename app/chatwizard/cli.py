@@ -1,0 +1,174 @@
+"""The one entry point: ``chatwizard --help``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+from uuid import UUID
+
+import asyncpg
+import typer
+
+from chatwizard.core.services import Services
+from chatwizard.core.settings import get_settings
+from chatwizard.estate.ports import EstatePorts
+from chatwizard.videos.sample import SAMPLE_DIR
+
+app = typer.Typer(help="Chat Wizard: the service, its local estate and operator commands.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+catalogue_app = typer.Typer(help="The video catalogue.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(catalogue_app, name="catalogue")
+T = TypeVar("T")
+
+
+def with_services(work: Callable[[Services], Awaitable[T]]) -> T:
+    async def main() -> T:
+        services = await Services.start(get_settings())
+        try:
+            return await work(services)
+        finally:
+            await services.stop()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def up(
+    state_dir: Annotated[Path, typer.Option(envvar="CHATWIZARD_STATE_DIR", help="where data persists")]
+    = Path(".estate"),
+    app_port: int = EstatePorts.app, metrics_port: int = EstatePorts.metrics,
+    postgres_port: int = EstatePorts.primary, replica_port: int = EstatePorts.replica,
+    redis_port: int = EstatePorts.redis, prometheus_port: int = EstatePorts.prometheus,
+    alertmanager_port: int = EstatePorts.alertmanager,
+) -> None:
+    """Start the whole local estate (Postgres primary + replica, Redis, app, monitoring); Ctrl-C stops it."""
+    from chatwizard.estate.up import run_estate
+
+    run_estate(state_dir.resolve(), EstatePorts(app_port, metrics_port, postgres_port, replica_port,
+                                                redis_port, prometheus_port, alertmanager_port))
+
+
+@app.command()
+def serve() -> None:
+    """Run the API under gunicorn with uvicorn workers (settings from CHATWIZARD_* variables)."""
+    settings = get_settings()
+    multiproc = settings.metrics_multiproc_dir or os.path.join(
+        os.environ.get("TMPDIR", "/tmp"), f"chatwizard-metrics-{settings.port}"  # noqa: S108
+    )
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    os.execv(gunicorn, [  # noqa: S606 - replaces this process; no shell involved
+        gunicorn, "-c", "python:chatwizard.gunicorn_conf", "chatwizard.main:create_app()"])
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending SQL migrations to the primary (a no-op when up to date)."""
+    from chatwizard.core.migrate import migrate as apply
+
+    applied = asyncio.run(apply(get_settings().database_url.get_secret_value()))
+    typer.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(exists=True, help="videos.list JSON file or folder")],
+) -> None:
+    """Embed and upsert videos from YouTube Data API videos.list responses."""
+    from chatwizard.videos.ingest import IngestError
+    from chatwizard.videos.ingest import ingest as run_ingest
+
+    try:
+        result = with_services(lambda s: run_ingest(s, path))
+    except IngestError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{result['items']} videos read, {result['changed']} added or changed")
+
+
+@app.command()
+def seed() -> None:
+    """Ingest the sample catalogue if the catalogue is empty (the local estate's first start)."""
+    from chatwizard.videos.ingest import ingest as run_ingest
+
+    async def work(s: Services) -> int:
+        if await s.db.write(lambda c: c.fetchval("SELECT EXISTS (SELECT 1 FROM videos)")):
+            return 0
+        typer.echo("ingesting the sample catalogue (first start) ...")
+        return (await run_ingest(s, SAMPLE_DIR))["items"]
+
+    typer.echo(f"{with_services(work)} sample videos ingested")
+
+
+@catalogue_app.command("generate")
+def catalogue_generate(
+    out: Annotated[Path, typer.Option(help="folder for the videos.list JSON pages")] = SAMPLE_DIR,
+    count: Annotated[int, typer.Option(min=1)] = 400,
+    seed: int = 7,
+) -> None:
+    """Write a SAMPLE catalogue (generated, not real YouTube data) in videos.list format."""
+    from chatwizard.videos.sample import write_catalogue
+
+    pages = write_catalogue(out, count, seed)
+    typer.echo(f"wrote {count} sample videos in {pages} files to {out}")
+
+
+@keys_app.command("create")
+def keys_create(
+    email: Annotated[str, typer.Option(help="the user; created if new")],
+    name: Annotated[str, typer.Option(help="which client this key is for")] = "cli",
+    tier: Annotated[str, typer.Option(help="free, pro, admin or service (new users)")] = "free",
+) -> None:
+    """Create an API key and print it once."""
+    from chatwizard.accounts import service
+
+    async def work(s: Services) -> str:
+        async def create(conn: asyncpg.Connection) -> str:
+            user_id = await conn.fetchval("SELECT id FROM users WHERE email = $1", email)
+            if user_id is None:
+                user_id = (await service.create_user(conn, email, tier))["id"]
+            key, _ = await service.create_key(conn, user_id, name)
+            return key
+
+        return await s.db.write(create)
+
+    typer.echo(with_services(work))
+
+
+@keys_app.command("list")
+def keys_list(email: Annotated[str, typer.Option(help="whose keys")]) -> None:
+    """List a user's keys (never the keys themselves)."""
+    from chatwizard.accounts import service
+
+    async def work(s: Services) -> list[dict[str, object]]:
+        async def fetch(conn: asyncpg.Connection) -> list[dict[str, object]]:
+            user_id = await conn.fetchval("SELECT id FROM users WHERE email = $1", email)
+            return await service.list_keys(conn, user_id) if user_id else []
+
+        return await s.db.write(fetch)
+
+    for key in with_services(work):
+        state = "revoked" if key["revoked_at"] else "active"
+        typer.echo(f"{key['id']}  {key['display_hint']}  {key['name']}  {state}  "
+                   f"last used {key['last_used_at']}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: UUID) -> None:
+    """Revoke a key by id; it stops working at once."""
+    from chatwizard.accounts import service
+
+    if not with_services(lambda s: service.revoke_key(s, None, key_id)):
+        typer.echo("no such active key", err=True)
+        raise typer.Exit(1)
+    typer.echo("revoked")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,151 @@
+"""Structured logs, request ids, RED metrics, body-size limit and baseline security headers.
+
+One pure-ASGI middleware does all per-request work (cheaper than stacked BaseHTTPMiddleware): it
+assigns the request id, counts the request under its route *template* (never the raw path, which
+may hold a calendar token), and writes one JSON summary line per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatwizard.core import metrics
+from chatwizard.core.settings import Settings
+
+log = structlog.get_logger("chatwizard.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+SECURITY_HEADERS = [
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# Swagger UI and ReDoc load their bundle from jsDelivr and use inline bootstrap code.
+DOCS_CSP = (b"content-security-policy",
+            b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
+            b"https://fastapi.tiangolo.com https://cdn.redoc.ly; frame-ancestors 'none'")
+DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
+
+
+def configure_logging(settings: Settings) -> None:
+    """JSON lines on stdout; uvicorn's own access log is off (ours has the request id)."""
+    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=level, stream=sys.stdout, format="%(message)s")
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def init_sentry(settings: Settings) -> None:
+    if settings.sentry_dsn is None:
+        return
+    import sentry_sdk
+
+    sentry_sdk.init(dsn=settings.sentry_dsn.get_secret_value(), environment=settings.environment,
+                    send_default_pii=False, traces_sample_rate=0.0)
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.max_body = settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        supplied = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+        await self._http(scope, receive, send, headers, request_id)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes],
+                    request_id: str) -> None:
+        started = time.perf_counter()
+        status = 500
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            await self._too_large(send, request_id)
+            self._observe(scope, 413, started)
+            return
+        csp = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else API_CSP
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                raise BodyTooLarge
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                extra = [*SECURITY_HEADERS, csp, (b"x-request-id", request_id.encode())]
+                if b"authorization" in headers:
+                    extra.append((b"cache-control", b"no-store"))
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        metrics.HTTP_IN_FLIGHT.inc()
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except BodyTooLarge:
+            status = 413
+            await self._too_large(send, request_id)
+        finally:
+            metrics.HTTP_IN_FLIGHT.dec()
+            self._observe(scope, status, started)
+
+    async def _too_large(self, send: Send, request_id: str) -> None:
+        body = b'{"detail":"request body too large: at most %d bytes"}' % self.max_body
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), *SECURITY_HEADERS, API_CSP,
+                                (b"x-request-id", request_id.encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _observe(scope: Scope, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        route = scope.get("route")
+        template = route.path_format if route is not None else "unmatched"
+        method = scope["method"]
+        metrics.HTTP_REQUESTS.labels(template, method, str(status)).inc()
+        metrics.HTTP_LATENCY.labels(template, method).observe(elapsed)
+        principal: Any = scope.get("state", {}).get("principal")
+        log.info("request", method=method, route=template, status=status,
+                 duration_ms=round(elapsed * 1000, 1),
+                 user_id=str(principal.user_id) if principal else None)
+
+
+class BodyTooLarge(Exception):
+    pass

@@ -1,0 +1,42 @@
+"""The long-lived clients a process shares: created at startup, closed at shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from chatwizard.core.cache import Cache
+from chatwizard.core.db import Database
+from chatwizard.core.llm import LocalProvider, Provider, make_provider
+from chatwizard.core.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    cache: Cache
+    llm: Provider
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Services:
+        db = Database(settings)
+        await db.open()
+        llm = make_provider(settings)
+        if isinstance(llm, LocalProvider):
+            await llm.warm_up()
+        return cls(settings, db, Cache(settings), llm)
+
+    async def stop(self) -> None:
+        await self.db.close()
+        await self.cache.close()
+
+
+def get_services(connection: HTTPConnection) -> Services:
+    return connection.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

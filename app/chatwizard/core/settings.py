@@ -1,0 +1,105 @@
+"""One settings object, read from the environment (prefix ``CHATWIZARD_``).
+
+Every field here is documented in the README's configuration table; a test keeps the two in step.
+OpenAI's own variables (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) keep their standard names so any
+OpenAI-compatible server can be pointed at without learning ours.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Ports are facts other parts of the estate (gunicorn, k8s, Prometheus config) import from here.
+APP_PORT = 8000
+METRICS_PORT = 9000
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHATWIZARD_", extra="ignore")
+
+    environment: Literal["development", "test", "staging", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = APP_PORT
+    metrics_port: int = METRICS_PORT
+    workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes")
+    log_level: str = "INFO"
+
+    # Postgres: writes go to the primary, reads to the replica when it is healthy.
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/chatwizard")
+    replica_url: SecretStr | None = None
+    db_pool_min: int = Field(2, ge=0)
+    db_pool_max: int = Field(10, ge=1)
+    db_statement_cache_size: int = Field(
+        256, ge=0, description="asyncpg prepared-statement cache; 0 behind PgBouncer transaction mode"
+    )
+    db_command_timeout_s: float = 10.0
+    replica_max_lag_s: float = Field(5.0, description="reads fall back to the primary beyond this lag")
+    replica_check_interval_s: float = 2.0
+
+    # Redis: cache and (with the security issue) rate limits. Down means degraded, not broken.
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    redis_timeout_s: float = 0.5
+    redis_retry_interval_s: float = Field(5.0, description="how long to skip Redis after a failure")
+
+    # Caches.
+    cache_answer_ttl_s: int = 24 * 3600
+    cache_search_ttl_s: int = 3600
+    semantic_cache_threshold: float = Field(0.92, ge=0.0, le=1.0)
+    semantic_cache_max_entries: int = Field(5000, ge=0)
+    catalogue_version_ttl_s: float = Field(5.0, description="how long a process trusts its catalogue version")
+    hnsw_ef_search: int = Field(40, ge=1, le=1000, description="pgvector HNSW candidate list size")
+    search_max_results: int = Field(20, ge=1, le=100)
+
+    # LLM and embeddings.
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_API_KEY", "CHATWIZARD_OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_BASE_URL", "CHATWIZARD_OPENAI_BASE_URL")
+    )
+    chat_model: str = "gpt-4o-mini"
+    embedding_model: str = "text-embedding-3-small"
+    embedding_dimensions: int = 384
+    prompt_version: str = "v1"
+    llm_timeout_s: float = 20.0
+    llm_max_retries: int = Field(2, ge=0, le=5)
+    llm_max_tokens: int = Field(400, ge=16, le=4096)
+    breaker_failure_threshold: int = 5
+    breaker_reset_s: float = 30.0
+    # USD per 1M tokens, input/output, per model: the cost metric and budget alert read this.
+    llm_prices_per_mtok: dict[str, tuple[float, float]] = {
+        "gpt-4o-mini": (0.15, 0.60),
+        "text-embedding-3-small": (0.02, 0.0),
+        "local": (0.0, 0.0),
+    }
+
+    # Chat.
+    recommendations: int = Field(4, ge=3, le=5)
+    max_question_chars: int = Field(2000, ge=1)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+
+    # Catalogue seeding on first start of the local estate.
+    sample_catalogue: bool = True
+
+    # Observability.
+    sentry_dsn: SecretStr | None = None
+    metrics_multiproc_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("CHATWIZARD_DB_POOL_MIN must not exceed CHATWIZARD_DB_POOL_MAX")
+        return self
+
+    @property
+    def llm_mode(self) -> Literal["openai", "local"]:
+        return "openai" if self.openai_api_key else "local"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

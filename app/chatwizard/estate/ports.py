@@ -1,0 +1,18 @@
+"""The local estate's ports: one place, read by `chatwizard up`, its monitoring and the docs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatwizard.core.settings import APP_PORT, METRICS_PORT
+
+
+@dataclass(frozen=True)
+class EstatePorts:
+    app: int = APP_PORT
+    metrics: int = METRICS_PORT
+    primary: int = 5432
+    replica: int = 5433
+    redis: int = 6379
+    prometheus: int = 9090
+    alertmanager: int = 9093

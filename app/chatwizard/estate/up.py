@@ -1,0 +1,171 @@
+"""``chatwizard up``: the whole estate on one laptop, on embedded defaults, stopped by Ctrl-C.
+
+Postgres primary + streaming replica and Redis come from wheels; migrations and the sample
+catalogue are applied on first start; the app runs under gunicorn; Prometheus, Alertmanager and
+the exporters join from Debian packages. Data stays in the state folder between runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from chatwizard.estate.ports import EstatePorts
+
+DEMO_EMAIL = "demo@example.com"
+
+
+def app_environment(ports: EstatePorts, primary_dsn: str, replica_dsn: str, redis_url: str,
+                    state_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CHATWIZARD_PORT": str(ports.app),
+        "CHATWIZARD_METRICS_PORT": str(ports.metrics),
+        "CHATWIZARD_DATABASE_URL": primary_dsn,
+        "CHATWIZARD_REPLICA_URL": replica_dsn,
+        "CHATWIZARD_REDIS_URL": redis_url,
+        "CHATWIZARD_METRICS_MULTIPROC_DIR": str(state_dir / "metrics"),
+    }
+
+
+def start_app(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
+    chatwizard = str(Path(sys.executable).with_name("chatwizard"))
+    with log_file.open("ab") as log:
+        return subprocess.Popen([chatwizard, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the app exited with code {process.returncode}; see its log")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout_s:.0f} s")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def demo_key(env: dict[str, str], state_dir: Path) -> str:
+    """The demo user's key, created once and kept (mode 0600) in the state folder for this laptop."""
+    key_file = state_dir / "demo-api-key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    chatwizard = str(Path(sys.executable).with_name("chatwizard"))
+    key = subprocess.run([chatwizard, "keys", "create", "--email", DEMO_EMAIL, "--tier", "pro",
+                          "--name", "local estate demo"], env=env, check=True, capture_output=True,
+                         text=True).stdout.strip().splitlines()[-1]
+    key_file.touch(mode=0o600)
+    key_file.write_text(key + "\n")
+    return key
+
+
+def prepare_database(env: dict[str, str]) -> None:
+    chatwizard = str(Path(sys.executable).with_name("chatwizard"))
+    subprocess.run([chatwizard, "migrate"], env=env, check=True)
+    subprocess.run([chatwizard, "seed"], env=env, check=True)
+
+
+@contextlib.contextmanager
+def stopping_on_exit() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so `kill` and Ctrl-C both stop the estate cleanly."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
+    from chatwizard.estate.postgres import start_pair
+    from chatwizard.estate.redis import RedisNode
+
+    ports = ports or EstatePorts()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stops: list[tuple[str, object]] = []
+    with stopping_on_exit():
+        try:
+            print(f"state folder: {state_dir}")
+            primary, replica = start_pair(state_dir, ports.primary, ports.replica)
+            stops += [("postgres replica", replica.stop), ("postgres primary", primary.stop)]
+            redis = RedisNode(state_dir / "redis", ports.redis)
+            redis.start()
+            stops.insert(0, ("redis", redis.stop))
+            env = app_environment(ports, primary.dsn, replica.dsn, redis.url, state_dir)
+            prepare_database(env)
+            key = demo_key(env, state_dir)
+            app = start_app(env, state_dir / "app.log")
+            stops.insert(0, ("app", lambda: stop_process(app)))
+            base = f"http://127.0.0.1:{ports.app}"
+            wait_ready(f"{base}/readyz", app)
+            monitoring = start_monitoring_if_available(state_dir, ports, primary.dsn, redis, key)
+            stops[:0] = [(name, proc_stop) for name, proc_stop in monitoring]
+            print_summary(base, ports, key, primary.dsn, replica.dsn, redis.url, state_dir, bool(monitoring))
+            while app.poll() is None:
+                time.sleep(1)
+            print(f"the app exited with code {app.returncode}; see {state_dir / 'app.log'}")
+        except KeyboardInterrupt:
+            print("\nstopping the estate ...")
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan servers
+            for name, stop in stops:
+                stop()  # type: ignore[operator]
+                print(f"  stopped {name}")
+
+
+def start_monitoring_if_available(state_dir: Path, ports: EstatePorts, primary_dsn: str, redis: object,
+                                  key: str) -> list[tuple[str, object]]:
+    """Prometheus, Alertmanager and exporters, once monitoring/ provides their configuration."""
+    try:
+        from chatwizard.estate import monitoring
+    except ImportError:
+        return []
+    return monitoring.start_for_estate(state_dir, app_port=ports.app, metrics_port=ports.metrics,
+                                       postgres_dsn=primary_dsn, redis_port=ports.redis, probe_api_key=key)
+
+
+def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str,
+                  redis_url: str, state_dir: Path, monitoring: bool) -> None:
+    lines = [
+        "",
+        "Chat Wizard is up (sample catalogue: generated data, not real YouTube videos).",
+        f"  App            {base}",
+        f"  API docs       {base}/docs",
+        f"  Readiness      {base}/readyz",
+        f"  Metrics        http://127.0.0.1:{ports.metrics}/metrics",
+        f"  Demo API key   {key}",
+        f"  Postgres       {primary_dsn}  (primary)",
+        f"                 {replica_dsn}  (read replica)",
+        f"  Redis          {redis_url}",
+    ]
+    if monitoring:
+        lines += [f"  Prometheus     http://127.0.0.1:{ports.prometheus}",
+                  f"  Alertmanager   http://127.0.0.1:{ports.alertmanager}"]
+    lines += [
+        f"  Logs           {state_dir}/app.log",
+        "",
+        "Ask a question:",
+        f"  curl -s {base}/v1/chat -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\",
+        "       -d '{\"question\": \"How do I script a door that opens in Roblox?\"}'",
+        "",
+        "Press Ctrl-C to stop everything (data stays in the state folder).",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,50 @@
+"""gunicorn settings, from the environment via Settings, plus Prometheus multiprocess wiring.
+
+The master serves /metrics on the internal metrics port, aggregating every worker's samples from
+PROMETHEUS_MULTIPROC_DIR; the directory is wiped at start and dead workers are marked, so counters
+are neither lost nor double counted when a worker is replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from chatwizard.core.settings import get_settings
+
+settings = get_settings()
+bind = [f"{settings.host}:{settings.port}"]
+workers = settings.workers
+worker_class = "uvicorn.workers.UvicornWorker"
+graceful_timeout = 25  # under the pod's terminationGracePeriodSeconds so streams can finish
+timeout = 60
+keepalive = 75  # longer than load balancers' idle timeout, so they close first
+# A safety net against slow leaks only; the leak test bounds growth without it (docs/performance.md).
+max_requests = int(os.environ.get("CHATWIZARD_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10
+accesslog = None
+errorlog = "-"
+loglevel = settings.log_level.lower()
+
+
+def on_starting(server: Any) -> None:
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+
+
+def when_ready(server: Any) -> None:
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,86 @@
+"""The FastAPI application: routers by domain over the core, one lifespan for shared clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+import asyncpg
+import structlog
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+
+from chatwizard.accounts.routes import router as accounts_router
+from chatwizard.calendar.routes import router as calendar_router
+from chatwizard.chat.routes import router as chat_router
+from chatwizard.core import metrics
+from chatwizard.core.observability import RequestMiddleware, configure_logging, init_sentry
+from chatwizard.core.services import Services
+from chatwizard.core.settings import Settings, get_settings
+from chatwizard.health.routes import router as health_router
+from chatwizard.paths.routes import router as paths_router
+from chatwizard.policy import authorize
+from chatwizard.progress.routes import router as progress_router
+from chatwizard.videos.routes import router as videos_router
+
+log = structlog.get_logger(__name__)
+ROUTERS = [health_router, chat_router, videos_router, paths_router, progress_router, calendar_router,
+           accounts_router]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+    init_sentry(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = await Services.start(settings)
+        metrics.BUILD_INFO.labels(version("chatwizard")).set(1)
+        log.info("app_started", llm=app.state.services.llm.name, replica=settings.replica_url is not None)
+        yield
+        await app.state.services.stop()
+
+    app = FastAPI(
+        title="Chat Wizard API", version=version("chatwizard"), lifespan=lifespan,
+        default_response_class=ORJSONResponse, dependencies=[Depends(authorize)],
+        description="Answers learners' questions with YouTube learning videos. Authenticate with "
+                    "`Authorization: Bearer <API key>`.",
+    )
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(asyncpg.PostgresConnectionError, database_unavailable)
+    app.add_exception_handler(ConnectionError, database_unavailable)
+    app.add_exception_handler(OSError, database_unavailable)
+    app.add_exception_handler(Exception, internal_error)
+    app.add_middleware(RequestMiddleware, settings=settings)
+    return app
+
+
+async def validation_error(request: Request, exc: Exception) -> ORJSONResponse:
+    """422 listing each problem (where and what); the offending input is not echoed back."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return ORJSONResponse({"detail": problems}, status_code=422)
+
+
+async def http_error(request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, HTTPException)
+    return ORJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def database_unavailable(request: Request, exc: Exception) -> ORJSONResponse:
+    log.error("database_unavailable", error=type(exc).__name__)
+    return ORJSONResponse({"detail": "the database is unavailable; try again shortly"}, status_code=503,
+                          headers={"Retry-After": "5"})
+
+
+async def internal_error(request: Request, exc: Exception) -> ORJSONResponse:
+    """Generic body: no stack trace or SQL leaves the process (they go to the log and Sentry)."""
+    log.error("unhandled_exception", exc_info=exc)
+    return ORJSONResponse({"detail": "internal error", "request_id": request.state.request_id},
+                          status_code=500)

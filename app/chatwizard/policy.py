@@ -1,0 +1,84 @@
+"""Who may call what: the one table of route access, checked for every request.
+
+``public`` routes need no key; ``user`` means any authenticated tier (free, pro, admin); ``admin``
+and ``service`` are the operator roles (admins may do what the service role does). Object-level
+rules (your own conversations, paths, ...) are enforced in each domain's queries by ``user_id``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import Depends, HTTPException
+from starlette.requests import HTTPConnection
+
+from chatwizard.core import metrics
+from chatwizard.core.security import Principal, authenticate
+
+Access = Literal["public", "user", "admin", "service"]
+
+ROUTE_POLICY: dict[tuple[str, str], Access] = {
+    ("GET", "/healthz"): "public",
+    ("GET", "/readyz"): "public",
+    ("GET", "/calendar/{token}.ics"): "public",  # unguessable, revocable token URL, read-only
+    ("POST", "/v1/chat"): "user",
+    ("POST", "/v1/chat/stream"): "user",
+    ("WEBSOCKET", "/v1/chat/ws"): "user",
+    ("GET", "/v1/conversations"): "user",
+    ("GET", "/v1/conversations/{conversation_id}"): "user",
+    ("GET", "/v1/videos/search"): "user",
+    ("GET", "/v1/videos/{video_id}"): "user",
+    ("POST", "/v1/paths"): "user",
+    ("GET", "/v1/paths"): "user",
+    ("GET", "/v1/paths/{path_id}"): "user",
+    ("PUT", "/v1/paths/{path_id}/order"): "user",
+    ("POST", "/v1/progress/events"): "user",
+    ("GET", "/v1/progress"): "user",
+    ("POST", "/v1/calendar/sessions"): "user",
+    ("GET", "/v1/calendar/sessions"): "user",
+    ("DELETE", "/v1/calendar/sessions/{session_id}"): "user",
+    ("POST", "/v1/calendar/feed"): "user",
+    ("DELETE", "/v1/calendar/feed"): "user",
+    ("GET", "/v1/me"): "user",
+    ("GET", "/v1/keys"): "user",
+    ("POST", "/v1/keys"): "user",
+    ("DELETE", "/v1/keys/{key_id}"): "user",
+    ("POST", "/v1/admin/users"): "admin",
+    ("GET", "/v1/admin/users"): "admin",
+    ("POST", "/v1/admin/users/{user_id}/keys"): "admin",
+}
+
+ROLE_GRANTS: dict[Access, frozenset[str]] = {
+    "user": frozenset({"free", "pro", "admin"}),
+    "admin": frozenset({"admin"}),
+    "service": frozenset({"service", "admin"}),
+}
+
+
+def route_key(connection: HTTPConnection) -> tuple[str, str] | None:
+    route = connection.scope.get("route")
+    if route is None:
+        return None
+    method = connection.scope.get("method", "WEBSOCKET") if connection.scope["type"] == "http" \
+        else "WEBSOCKET"
+    return method, route.path_format
+
+
+async def authorize(connection: HTTPConnection) -> None:
+    """App-wide dependency: authenticate unless public, then check the caller's role."""
+    key = route_key(connection)
+    access = ROUTE_POLICY.get(key) if key else None
+    if access == "public":
+        return
+    principal = await authenticate(connection)
+    if access is None or principal.tier not in ROLE_GRANTS[access]:
+        path = key[1] if key else "unknown"
+        metrics.AUTHZ_DENIALS.labels(path).inc()
+        raise HTTPException(403, detail="this API key's role may not call this endpoint")
+
+
+def current_principal(connection: HTTPConnection) -> Principal:
+    return connection.state.principal  # set by authorize(), which runs before every route
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,93 @@
+"""Bad input on every endpoint: a 4xx that says what is wrong, never a 500, nothing lost."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.conftest import AppServer
+
+UNKNOWN = str(uuid.uuid4())
+MALFORMED = b'{"question": "unterminated'
+
+# (method, path, body) -> expected status and a fragment the message must contain.
+CASES = [
+    # malformed JSON
+    ("POST", "/v1/chat", MALFORMED, 422, "JSON"),
+    ("POST", "/v1/chat/stream", MALFORMED, 422, "JSON"),
+    ("POST", "/v1/paths", MALFORMED, 422, "JSON"),
+    ("POST", "/v1/progress/events", MALFORMED, 422, "JSON"),
+    ("POST", "/v1/calendar/sessions", MALFORMED, 422, "JSON"),
+    ("POST", "/v1/keys", MALFORMED, 422, "JSON"),
+    # wrong types
+    ("POST", "/v1/chat", {"question": 42}, 422, "string"),
+    ("POST", "/v1/chat", {"question": "hi", "conversation_id": "nope"}, 422, "UUID"),
+    ("POST", "/v1/paths", {"title": "t", "video_ids": "abc"}, 422, "list"),
+    ("POST", "/v1/progress/events", {"event_id": "x", "video_id": "v", "kind": "click"}, 422, "UUID"),
+    ("POST", "/v1/progress/events", {"event_id": UNKNOWN, "video_id": "v", "kind": "watch"}, 422, "click"),
+    ("POST", "/v1/progress/events", {"event_id": UNKNOWN, "video_id": "v", "kind": "progress"}, 422,
+     "position_s is required"),
+    ("POST", "/v1/calendar/sessions", {"video_id": "v", "starts_at": "tomorrow", "duration_min": 30}, 422,
+     "datetime"),
+    ("POST", "/v1/calendar/sessions", {"video_id": "v", "starts_at": "2026-12-01T10:00:00",
+                                       "duration_min": 30}, 422, "time zone"),
+    ("POST", "/v1/calendar/sessions", {"video_id": "v", "path_id": UNKNOWN,
+                                       "starts_at": "2026-12-01T10:00:00Z", "duration_min": 30}, 422,
+     "exactly one"),
+    ("POST", "/v1/calendar/sessions", {"video_id": "v", "starts_at": "2026-12-01T10:00:00Z",
+                                       "duration_min": 1000}, 422, "480"),
+    ("GET", "/v1/videos/search?limit=500&q=x", None, 422, "50"),
+    ("GET", "/v1/videos/search", None, 422, "q"),
+    ("GET", "/v1/conversations?limit=abc", None, 422, "integer"),
+    ("PUT", f"/v1/paths/{UNKNOWN}/order", {"video_ids": []}, 422, "at least 1"),
+    # unknown fields
+    ("POST", "/v1/chat", {"question": "hi", "model": "gpt-5"}, 422, "Extra inputs"),
+    ("POST", "/v1/paths", {"title": "t", "video_ids": ["a"], "owner": "x"}, 422, "Extra inputs"),
+    ("POST", "/v1/progress/events", {"event_id": UNKNOWN, "video_id": "v", "kind": "click", "x": 1}, 422,
+     "Extra inputs"),
+    ("POST", "/v1/keys", {"name": "k", "tier": "admin"}, 422, "Extra inputs"),
+    # oversized bodies
+    ("POST", "/v1/chat", {"question": "x" * 70_000}, 413, "too large"),
+    ("POST", "/v1/paths", {"title": "t", "video_ids": ["a" * 60] * 2000}, 413, "too large"),
+    # unknown ids
+    ("GET", f"/v1/conversations/{UNKNOWN}", None, 404, "no such conversation"),
+    ("GET", "/v1/conversations/not-a-uuid", None, 422, "UUID"),
+    ("POST", "/v1/chat", {"question": "hi", "conversation_id": UNKNOWN}, 404, "no such conversation"),
+    ("POST", "/v1/chat/stream", {"question": "hi", "conversation_id": UNKNOWN}, 404, "no such conversation"),
+    ("GET", "/v1/videos/NoSuchVideo1", None, 404, "no such video"),
+    ("GET", f"/v1/paths/{UNKNOWN}", None, 404, "no such learning path"),
+    ("PUT", f"/v1/paths/{UNKNOWN}/order", {"video_ids": ["a"]}, 404, "no such learning path"),
+    ("POST", "/v1/paths", {"title": "t", "video_ids": ["NoSuchVideo1"]}, 422, "unknown video ids: NoSuchVideo1"),
+    ("POST", "/v1/progress/events", {"event_id": UNKNOWN, "video_id": "NoSuchVideo1", "kind": "click"}, 404,
+     "no such video"),
+    ("POST", "/v1/calendar/sessions", {"path_id": UNKNOWN, "starts_at": "2026-12-01T10:00:00Z",
+                                       "duration_min": 30}, 404, "no such video or learning path"),
+    ("DELETE", f"/v1/calendar/sessions/{UNKNOWN}", None, 404, "no such session"),
+    ("DELETE", f"/v1/keys/{UNKNOWN}", None, 404, "no such active key"),
+    ("GET", "/calendar/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.ics", None, 404, "no such calendar feed"),
+    ("GET", "/calendar/short.ics", None, 422, "at least 20"),
+    ("GET", "/v1/nothing-here", None, 404, "Not Found"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "message"), CASES,
+                         ids=[f"{c[0]} {c[1][:40]} {c[3]}" for c in CASES])
+async def test_bad_input_gets_a_clear_4xx(app_server: AppServer, make_user, method, path, body, status,
+                                          message):
+    user = await make_user()
+    kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) \
+        else {"json": body} if body is not None else {}
+    async with app_server.client(user.key) as client:
+        response = await client.request(method, path, **kwargs)
+    assert response.status_code == status, response.text
+    assert message in response.text
+    assert "Traceback" not in response.text and "asyncpg" not in response.text
+
+
+async def test_validation_errors_do_not_echo_the_input(app_server: AppServer, make_user):
+    user = await make_user()
+    async with app_server.client(user.key) as client:
+        response = await client.post("/v1/chat", json={"question": "<script>alert(1)</script>", "x": "<b>"})
+    assert response.status_code == 422
+    assert "<script>" not in response.text and "<b>" not in response.text

@@ -1,0 +1,58 @@
+"""The operator CLI: one entry point, keys shown once and stored hashed, revocation at once."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import AppServer, Databases
+
+CHATWIZARD = str(Path(sys.executable).with_name("chatwizard"))
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CHATWIZARD, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_the_operator_commands():
+    out = subprocess.run([CHATWIZARD, "--help"], capture_output=True, text=True).stdout
+    for command in ("up", "serve", "migrate", "ingest", "seed", "keys", "catalogue"):
+        assert command in out
+    keys = subprocess.run([CHATWIZARD, "keys", "--help"], capture_output=True, text=True).stdout
+    assert all(c in keys for c in ("create", "list", "revoke"))
+
+
+def test_keys_create_list_revoke(app_server: AppServer, databases: Databases):
+    email = "cli-user@example.com"
+    created = cli(app_server.env, "keys", "create", "--email", email, "--name", "laptop")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("cwk_") and len(key) == 40
+    stored = databases.primary.psql(
+        f"SELECT encode(key_hash, 'hex') FROM api_keys k JOIN users u ON u.id = k.user_id "
+        f"WHERE u.email = '{email}'")
+    assert stored == hashlib.sha256(key.encode()).hexdigest()
+    assert key not in databases.primary.psql("SELECT string_agg(display_hint, ' ') FROM api_keys")
+    me = httpx.get(f"{app_server.base_url}/v1/me", headers={"Authorization": f"Bearer {key}"})
+    assert me.status_code == 200 and me.json()["email"] == email
+    listed = cli(app_server.env, "keys", "list", "--email", email).stdout
+    assert "laptop" in listed and "active" in listed and key not in listed
+    key_id = listed.split()[0]
+    assert cli(app_server.env, "keys", "revoke", key_id).returncode == 0
+    again = httpx.get(f"{app_server.base_url}/v1/me", headers={"Authorization": f"Bearer {key}"})
+    assert again.status_code == 401 and "revoked" in again.text
+    assert "revoked" in cli(app_server.env, "keys", "list", "--email", email).stdout
+
+
+def test_sample_catalogue_generation_is_reproducible(tmp_path: Path):
+    for out in ("a", "b"):
+        assert subprocess.run([CHATWIZARD, "catalogue", "generate", "--out", str(tmp_path / out),
+                               "--count", "120"], capture_output=True).returncode == 0
+    files = sorted(p.name for p in (tmp_path / "a").glob("*.json"))
+    assert files == ["videos-00000.json", "videos-00001.json", "videos-00002.json"]
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+    assert "not a real YouTube video" in (tmp_path / "a" / files[0]).read_text()

