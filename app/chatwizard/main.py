@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -37,11 +38,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = await Services.start(settings)
+        services = app.state.services = await Services.start(settings)
         metrics.BUILD_INFO.labels(version("chatwizard")).set(1)
-        log.info("app_started", llm=app.state.services.llm.name, replica=settings.replica_url is not None)
+        sweeper = asyncio.create_task(services.activity.run())
+        log.info("app_started", llm=services.llm.name, replica=settings.replica_url is not None)
         yield
-        await app.state.services.stop()
+        sweeper.cancel()
+        await services.stop()
 
     app = FastAPI(
         title="Chat Wizard API", version=version("chatwizard"), lifespan=lifespan,

@@ -71,6 +71,7 @@ async def authorize(connection: HTTPConnection) -> None:
     if access == "public":
         return
     principal = await authenticate(connection)
+    await connection.app.state.services.activity.seen(principal.user_id)
     if access is None or principal.tier not in ROLE_GRANTS[access]:
         path = key[1] if key else "unknown"
         metrics.AUTHZ_DENIALS.labels(path).inc()

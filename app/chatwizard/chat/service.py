@@ -140,6 +140,7 @@ async def chat_events(services: Services, principal: Principal, question: str,
         lambda c: queries.store_exchange(c, principal.user_id, conversation_id, question, answer)
     )
     record_metrics(answer, channel, started, first_token_at)
+    await services.activity.add_cost(answer.usage.cost_usd)
     yield "done", {"conversation_id": str(conversation), "message_id": str(message_id),
                    "answer_source": answer.source, "cache": answer.cache,
                    "usage": {"input_tokens": answer.usage.input_tokens,

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from chatwizard.core.activity import Activity
 from chatwizard.core.cache import Cache
 from chatwizard.core.db import Database
 from chatwizard.core.llm import LocalProvider, Provider, make_provider
@@ -20,6 +21,7 @@ class Services:
     db: Database
     cache: Cache
     llm: Provider
+    activity: Activity
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -28,7 +30,8 @@ class Services:
         llm = make_provider(settings)
         if isinstance(llm, LocalProvider):
             await llm.warm_up()
-        return cls(settings, db, Cache(settings), llm)
+        cache = Cache(settings)
+        return cls(settings, db, cache, llm, Activity(cache))
 
     async def stop(self) -> None:
         await self.db.close()
