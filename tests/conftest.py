@@ -28,7 +28,8 @@ from chatwizard.estate.postgres import PostgresNode, start_pair
 from chatwizard.estate.redis import RedisNode
 from chatwizard.estate.up import stop_process, wait_ready
 from chatwizard.videos.sample import SAMPLE_DIR
-from fakellm.testing import running_fake_llm
+from fakellm.config import FakeLLMConfig
+from fakellm.testing import RunningFakeLLM, running_fake_llm
 
 TEST_OPENAI_KEY = "sk-test-fake-llm-key"  # accepted by the fake LLM only
 
@@ -72,9 +73,10 @@ def redis_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisNode]:
 
 
 @pytest.fixture(scope="session")
-def fake_llm() -> Iterator[str]:
-    with running_fake_llm() as base_url:
-        yield base_url
+def fake_llm() -> Iterator[RunningFakeLLM]:
+    """The OpenAI-compatible stand-in, without latency (the load test uses the realistic model)."""
+    with running_fake_llm(FakeLLMConfig(latency_mode="none")) as llm:
+        yield llm
 
 
 @dataclass
@@ -96,7 +98,7 @@ class AppServer:
         return self.log_file.read_text()
 
 
-def app_env(databases: Databases, redis_node: RedisNode, fake_llm: str | None, tmp: Path,
+def app_env(databases: Databases, redis_node: RedisNode, fake_llm: RunningFakeLLM | None, tmp: Path,
             **overrides: str) -> dict[str, str]:
     env = {
         **os.environ,
@@ -114,7 +116,7 @@ def app_env(databases: Databases, redis_node: RedisNode, fake_llm: str | None, t
         "CHATWIZARD_LLM_TIMEOUT_S": "5",
     }
     if fake_llm:
-        env |= {"OPENAI_API_KEY": TEST_OPENAI_KEY, "OPENAI_BASE_URL": f"{fake_llm}/v1"}
+        env |= {"OPENAI_API_KEY": TEST_OPENAI_KEY, "OPENAI_BASE_URL": fake_llm.base_url}
     else:
         env.pop("OPENAI_API_KEY", None)
     return env | overrides
@@ -134,7 +136,7 @@ def start_server(env: dict[str, str], tmp: Path) -> AppServer:
 
 
 @pytest.fixture(scope="session")
-def catalogue(databases: Databases, redis_node: RedisNode, fake_llm: str,
+def catalogue(databases: Databases, redis_node: RedisNode, fake_llm: RunningFakeLLM,
               tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample catalogue, ingested once with the fake LLM's embeddings."""
     env = app_env(databases, redis_node, fake_llm, tmp_path_factory.mktemp("ingest"))
@@ -144,7 +146,7 @@ def catalogue(databases: Databases, redis_node: RedisNode, fake_llm: str,
 
 
 @pytest.fixture(scope="session")
-def app_server(databases: Databases, redis_node: RedisNode, fake_llm: str, catalogue: Path,
+def app_server(databases: Databases, redis_node: RedisNode, fake_llm: RunningFakeLLM, catalogue: Path,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     tmp = tmp_path_factory.mktemp("app")
     server = start_server(app_env(databases, redis_node, fake_llm, tmp), tmp)

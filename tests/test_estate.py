@@ -50,7 +50,7 @@ def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
         first = subprocess.run([*curl_from(summary), "-D", "-"], capture_output=True, text=True, check=True)
         again = subprocess.run([*curl_from(summary), "-D", "-"], capture_output=True, text=True, check=True)
         assert "x-cache: miss" in first.stdout.lower()
-        body = first.stdout.split("\r\n\r\n", 1)[1]
+        body = first.stdout.split("\n\n", 1)[1]  # text mode turned CRLF into LF
         assert body.count('"thumbnail_url"') >= 3, body
         assert '"answer_source":"local"' in body and "no language model was used" in body
         assert "x-cache: exact" in again.stdout.lower()

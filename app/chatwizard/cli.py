@@ -13,6 +13,7 @@ from uuid import UUID
 import asyncpg
 import typer
 
+from chatwizard.core.observability import configure_logging
 from chatwizard.core.services import Services
 from chatwizard.core.settings import get_settings
 from chatwizard.estate.ports import EstatePorts
@@ -171,4 +172,5 @@ def keys_revoke(key_id: UUID) -> None:
 
 
 def main() -> None:
+    configure_logging(get_settings(), stream=sys.stderr)
     app()

@@ -86,12 +86,12 @@ async def test_chat_keeps_answering_without_redis(app_server: AppServer, redis_n
 
 async def test_chat_degrades_to_a_composed_answer_when_the_llm_fails(app_server: AppServer, fake_llm, make_user):
     user = await make_user()
-    httpx.post(f"{fake_llm}/admin/config", json={"error_rate_500": 1.0}).raise_for_status()
+    fake_llm.configure(error_rate_500=1.0)
     try:
         async with app_server.client(user.key) as client:
             response = await client.post("/v1/chat", json={"question": "How do I make a main menu in Unity?"})
     finally:
-        httpx.post(f"{fake_llm}/admin/config", json={"error_rate_500": 0.0}).raise_for_status()
+        fake_llm.configure(error_rate_500=0.0)
     assert response.status_code == 200
     body = response.json()
     assert body["answer_source"] == "fallback"

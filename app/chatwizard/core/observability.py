@@ -12,7 +12,7 @@ import re
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,8 +38,9 @@ DOCS_CSP = (b"content-security-policy",
 DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
 
 
-def configure_logging(settings: Settings) -> None:
-    """JSON lines on stdout; uvicorn's own access log is off (ours has the request id)."""
+def configure_logging(settings: Settings, stream: TextIO = sys.stdout) -> None:
+    """JSON lines (stdout for the server, stderr for CLI commands, whose stdout is their result);
+    uvicorn's own access log is off (ours has the request id)."""
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
     structlog.configure(
         processors=[
@@ -50,10 +51,10 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level, stream=sys.stdout, format="%(message)s")
+    logging.basicConfig(level=level, stream=stream, format="%(message)s")
     logging.getLogger("uvicorn.access").disabled = True
 
 

@@ -18,7 +18,7 @@ PATH_SUMMARY = """
 SELECT p.id, p.title, p.created_at, p.updated_at, count(pv.video_id) AS videos,
        count(vp.completed_at) AS completed,
        CASE WHEN count(pv.video_id) = 0 THEN 0
-            ELSE round(100.0 * count(vp.completed_at) / count(pv.video_id), 1) END AS progress_percent
+            ELSE round(100.0 * count(vp.completed_at) / count(pv.video_id), 1)::float8 END AS progress_percent
 FROM learning_paths p
 LEFT JOIN learning_path_videos pv ON pv.path_id = p.id
 LEFT JOIN video_progress vp ON vp.user_id = p.user_id AND vp.video_id = pv.video_id

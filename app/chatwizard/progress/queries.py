@@ -10,8 +10,9 @@ import asyncpg
 if TYPE_CHECKING:
     from chatwizard.progress.routes import ProgressEvent
 
-# Watch position only moves forward; completion is sticky; clicks count.
+# Watch position only moves forward; completion is sticky; clicks count. Returns seconds gained.
 FOLD = """
+WITH previous AS (SELECT position_s FROM video_progress WHERE user_id = $1 AND video_id = $2)
 INSERT INTO video_progress (user_id, video_id, clicks, position_s, completed_at)
 VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN now() END)
 ON CONFLICT (user_id, video_id) DO UPDATE SET
@@ -19,6 +20,7 @@ ON CONFLICT (user_id, video_id) DO UPDATE SET
     position_s = GREATEST(video_progress.position_s, EXCLUDED.position_s),
     completed_at = COALESCE(video_progress.completed_at, EXCLUDED.completed_at),
     updated_at = now()
+RETURNING position_s - COALESCE((SELECT position_s FROM previous), 0)
 """
 
 
@@ -32,10 +34,11 @@ async def insert_event(conn: asyncpg.Connection, user_id: UUID, event: ProgressE
     return bool(inserted)
 
 
-async def fold(conn: asyncpg.Connection, user_id: UUID, event: ProgressEvent, duration_s: int) -> None:
+async def fold(conn: asyncpg.Connection, user_id: UUID, event: ProgressEvent, duration_s: int) -> int:
+    """Apply an event to the user's video state; returns the watch seconds it added."""
     complete = event.kind == "complete"
     position = duration_s if complete else min(event.position_s or 0, duration_s)
-    await conn.execute(FOLD, user_id, event.video_id, int(event.kind == "click"), position, complete)
+    return await conn.fetchval(FOLD, user_id, event.video_id, int(event.kind == "click"), position, complete)
 
 
 async def video_state(conn: asyncpg.Connection, user_id: UUID, video_id: str) -> dict[str, Any]:
@@ -44,6 +47,21 @@ async def video_state(conn: asyncpg.Connection, user_id: UUID, video_id: str) ->
         "WHERE user_id = $1 AND video_id = $2", user_id, video_id,
     )
     return dict(row) if row else {"video_id": video_id, "clicks": 0, "position_s": 0, "completed_at": None}
+
+
+PATH_RATIOS = """
+SELECT count(vp.completed_at)::float8 / count(*) AS ratio
+FROM learning_path_videos mine
+JOIN learning_paths p ON p.id = mine.path_id AND p.user_id = $1
+JOIN learning_path_videos pv ON pv.path_id = p.id
+LEFT JOIN video_progress vp ON vp.user_id = $1 AND vp.video_id = pv.video_id
+WHERE mine.video_id = $2 GROUP BY p.id
+"""
+
+
+async def path_ratios(conn: asyncpg.Connection, user_id: UUID, video_id: str) -> list[float]:
+    """Completion ratio of each of the user's paths that contain this video."""
+    return [r["ratio"] for r in await conn.fetch(PATH_RATIOS, user_id, video_id)]
 
 
 async def summary(conn: asyncpg.Connection, user_id: UUID) -> dict[str, Any]:

@@ -40,7 +40,10 @@ async def record_event(event: ProgressEvent, principal: CurrentUser, services: S
             return None
         fresh = await queries.insert_event(conn, principal.user_id, event)
         if fresh:
-            await queries.fold(conn, principal.user_id, event, duration)
+            metrics.WATCH_SECONDS.inc(await queries.fold(conn, principal.user_id, event, duration))
+            if event.kind == "complete":
+                for ratio in await queries.path_ratios(conn, principal.user_id, event.video_id):
+                    metrics.PATH_PROGRESS.observe(ratio)
         state = await queries.video_state(conn, principal.user_id, event.video_id)
         return {"replayed": not fresh, **state}
 
