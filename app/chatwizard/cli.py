@@ -99,6 +99,8 @@ def seed() -> None:
     from chatwizard.videos.ingest import ingest as run_ingest
 
     async def work(s: Services) -> int:
+        if not s.settings.sample_catalogue:
+            return 0
         if await s.db.write(lambda c: c.fetchval("SELECT EXISTS (SELECT 1 FROM videos)")):
             return 0
         typer.echo("ingesting the sample catalogue (first start) ...")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import signal
 import socket
 import statistics
@@ -58,7 +59,7 @@ UNRELATED = [
     ("How can I write a script to rename files in Python?", "unreal engine lighting"),
     ("best way to learn blender", "sql joins explained"),
     ("how to build a website with html and css", "godot shaders"),
-    ("unreal engine 5 beginner tutorial", "react hooks for beginners"),
+    ("unreal engine 5 beginner tutorial", "react hooks explained"),
     ("2d platformer in godot", "machine learning with pytorch"),
 ]
 
@@ -246,11 +247,12 @@ async def test_admin_endpoints_refuse_clients_off_loopback() -> None:
 def test_any_non_empty_bearer_key_is_accepted(llm: RunningFakeLLM) -> None:
     url = llm.base_url + "/models"
     statuses = [httpx.get(url, headers=h, trust_env=False).status_code
-                for h in ({}, {"Authorization": "Bearer "}, {"Authorization": "Basic abc"},
+                for h in ({}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"},
                           {"Authorization": "Bearer anything"})]
     assert statuses == [401, 401, 401, 200]
+    basic = openai.OpenAI(base_url=llm.base_url, api_key="k", default_headers={"Authorization": "Basic k"})
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=llm.base_url, api_key=" ", max_retries=0).models.list()
+        basic.models.list()
 
 
 def test_models_healthz_and_stats_count_what_was_called(llm: RunningFakeLLM) -> None:
@@ -269,8 +271,6 @@ def test_models_healthz_and_stats_count_what_was_called(llm: RunningFakeLLM) -> 
 
 
 def test_latency_draws_follow_the_configured_median_and_p95() -> None:
-    import random
-
     model = LatencyModel(FakeLLMConfig())
     rng = random.Random(11)
     ttft = sorted(model.ttft(rng) for _ in range(2000))
@@ -323,7 +323,9 @@ def test_cli_serves_until_sigterm() -> None:
                 time.sleep(0.05)
         assert models.status_code == 200
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=5) == 0
+        # uvicorn shuts down cleanly, then re-raises the signal it caught: -SIGTERM is the normal exit.
+        assert process.wait(timeout=5) in (0, -signal.SIGTERM)
+        assert b"Finished server process" in process.stderr.read()
     finally:
         process.kill()
         process.wait()

@@ -12,6 +12,7 @@ import re
 import sys
 import time
 import uuid
+from importlib.metadata import version
 from typing import Any, TextIO
 
 import structlog
@@ -63,8 +64,24 @@ def init_sentry(settings: Settings) -> None:
         return
     import sentry_sdk
 
-    sentry_sdk.init(dsn=settings.sentry_dsn.get_secret_value(), environment=settings.environment,
-                    send_default_pii=False, traces_sample_rate=0.0)
+    # Events carry the request id, the exception and its stack, never headers, bodies, query strings
+    # or frame variables: that is where keys and learners' questions live.
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn.get_secret_value(), environment=settings.environment,
+        release=f"chatwizard@{version('chatwizard')}", traces_sample_rate=0.0,
+        auto_enabling_integrations=False,
+        data_collection={"user_info": False, "http_bodies": [], "stack_frame_variables": False,
+                         "database_query_data": False, "gen_ai": {"inputs": False, "outputs": False}},
+    )
+
+
+def report_exception(exc: BaseException, request_id: str) -> None:
+    """Send an unhandled exception to Sentry (a no-op when no DSN is configured)."""
+    import sentry_sdk
+
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("request_id", request_id)
+        scope.capture_exception(exc)
 
 
 class RequestMiddleware:

@@ -52,7 +52,6 @@ class Settings(BaseSettings):
     semantic_cache_max_entries: int = Field(5000, ge=0)
     catalogue_version_ttl_s: float = Field(5.0, description="how long a process trusts its catalogue version")
     hnsw_ef_search: int = Field(40, ge=1, le=1000, description="pgvector HNSW candidate list size")
-    search_max_results: int = Field(20, ge=1, le=100)
 
     # LLM and embeddings.
     openai_api_key: SecretStr | None = Field(
@@ -79,7 +78,6 @@ class Settings(BaseSettings):
 
     # Chat.
     recommendations: int = Field(4, ge=3, le=5)
-    max_question_chars: int = Field(2000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
 
     # Catalogue seeding on first start of the local estate.
