@@ -173,6 +173,18 @@ def keys_revoke(key_id: UUID) -> None:
     typer.echo("revoked")
 
 
+@app.command()
+def apidocs(
+    out: Annotated[Path, typer.Option(help="where to write the reference")] = Path("docs/api.md"),
+) -> None:
+    """Regenerate the API reference (docs/api.md) from the app's OpenAPI schema."""
+    from chatwizard.apidocs import render
+    from chatwizard.main import create_app
+
+    out.write_text(render(create_app().openapi()))
+    typer.echo(f"wrote {out}")
+
+
 def main() -> None:
     configure_logging(get_settings(), stream=sys.stderr)
     app()

@@ -22,7 +22,7 @@ graceful_timeout = 25  # under the pod's terminationGracePeriodSeconds so stream
 timeout = 60
 keepalive = 75  # longer than load balancers' idle timeout, so they close first
 # A safety net against slow leaks only; the leak test bounds growth without it (docs/performance.md).
-max_requests = int(os.environ.get("CHATWIZARD_MAX_REQUESTS", "0"))
+max_requests = settings.max_requests
 max_requests_jitter = max_requests // 10
 accesslog = None
 errorlog = "-"

@@ -45,6 +45,7 @@ class NewKey(KeyInfo):
 
 @router.get("/v1/me")
 async def me(principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    """Your account."""
     row = await services.db.read(
         lambda c: c.fetchrow("SELECT id, email, tier, created_at FROM users WHERE id = $1", principal.user_id)
     )
@@ -53,12 +54,14 @@ async def me(principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
 
 @router.get("/v1/keys")
 async def list_my_keys(principal: CurrentUser, services: ServicesDep) -> list[KeyInfo]:
+    """Your API keys (never the keys themselves)."""
     rows = await services.db.write(lambda c: service.list_keys(c, principal.user_id))
     return [KeyInfo(**r) for r in rows]
 
 
 @router.post("/v1/keys", status_code=status.HTTP_201_CREATED)
 async def create_my_key(body: KeyCreate, principal: CurrentUser, services: ServicesDep) -> NewKey:
+    """Create another API key for a client; the key is shown only in this response."""
     key, row = await services.db.write(
         lambda c: service.create_key(c, principal.user_id, body.name, expires_at=body.expires_at)
     )
@@ -67,12 +70,14 @@ async def create_my_key(body: KeyCreate, principal: CurrentUser, services: Servi
 
 @router.delete("/v1/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_my_key(key_id: UUID, principal: CurrentUser, services: ServicesDep) -> None:
+    """Revoke one of your keys; it stops working at once."""
     if not await service.revoke_key(services, principal.user_id, key_id):
         raise HTTPException(404, detail="no such active key")
 
 
 @router.post("/v1/admin/users", status_code=status.HTTP_201_CREATED)
 async def admin_create_user(body: UserCreate, services: ServicesDep) -> dict[str, Any]:
+    """Create a user (admin)."""
     exists = await services.db.write(lambda c: c.fetchval("SELECT 1 FROM users WHERE email = $1", body.email))
     if exists:
         raise HTTPException(409, detail="a user with this email already exists")
@@ -81,6 +86,7 @@ async def admin_create_user(body: UserCreate, services: ServicesDep) -> dict[str
 
 @router.get("/v1/admin/users")
 async def admin_list_users(services: ServicesDep, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """List users (admin)."""
     if not (1 <= limit <= 500 and offset >= 0):
         raise HTTPException(422, detail="limit must be 1..500 and offset >= 0")
     rows = await services.db.read(lambda c: c.fetch(
@@ -91,6 +97,7 @@ async def admin_list_users(services: ServicesDep, limit: int = 100, offset: int 
 
 @router.post("/v1/admin/users/{user_id}/keys", status_code=status.HTTP_201_CREATED)
 async def admin_create_key(user_id: UUID, body: KeyCreate, services: ServicesDep) -> NewKey:
+    """Create a key for a user (admin); shown only in this response."""
     found = await services.db.write(lambda c: c.fetchval("SELECT 1 FROM users WHERE id = $1", user_id))
     if not found:
         raise HTTPException(404, detail="no such user")

@@ -42,6 +42,7 @@ class SessionCreate(StrictModel):
 
 @router.post("/v1/calendar/sessions", status_code=status.HTTP_201_CREATED)
 async def schedule(body: SessionCreate, principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    """Schedule a learning session for a video or one of your paths."""
     async def create(conn: asyncpg.Connection) -> dict[str, Any] | None:
         title = await queries.target_title(conn, principal.user_id, body.video_id, body.path_id)
         if title is None:
@@ -57,11 +58,13 @@ async def schedule(body: SessionCreate, principal: CurrentUser, services: Servic
 
 @router.get("/v1/calendar/sessions")
 async def list_sessions(principal: CurrentUser, services: ServicesDep) -> list[dict[str, Any]]:
+    """Your scheduled sessions."""
     return await services.db.read(lambda c: queries.sessions(c, principal.user_id))
 
 
 @router.delete("/v1/calendar/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def cancel(session_id: UUID, principal: CurrentUser, services: ServicesDep) -> None:
+    """Cancel one of your sessions."""
     deleted = await services.db.write(lambda c: c.fetchval(
         "DELETE FROM calendar_sessions WHERE id = $1 AND user_id = $2 RETURNING true",
         session_id, principal.user_id,
@@ -84,6 +87,7 @@ async def create_feed(principal: CurrentUser, services: ServicesDep, request: Re
 
 @router.delete("/v1/calendar/feed", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_feed(principal: CurrentUser, services: ServicesDep) -> None:
+    """Revoke your calendar feed URL."""
     await services.db.write(lambda c: c.execute("DELETE FROM calendar_feeds WHERE user_id = $1",
                                                 principal.user_id))
 

@@ -32,6 +32,7 @@ def not_found() -> HTTPException:
 @router.post("/v1/chat")
 async def chat(body: ChatRequest, principal: CurrentUser, services: ServicesDep,
                response: Response) -> dict[str, Any]:
+    """Answer a question with 3-5 recommended videos; X-Cache says exact, semantic or miss."""
     try:
         result = await service.answer_once(services, principal, body.question, body.conversation_id)
     except service.ConversationNotFound:
@@ -43,6 +44,7 @@ async def chat(body: ChatRequest, principal: CurrentUser, services: ServicesDep,
 @router.post("/v1/chat/stream", response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}}})
 async def chat_stream(body: ChatRequest, principal: CurrentUser, services: ServicesDep) -> StreamingResponse:
+    """The same answer as server-sent events: token events, then videos, then done."""
     events = service.chat_events(services, principal, body.question, body.conversation_id, "sse")
     try:  # run up to the first event so an unknown conversation is a 404, not a broken stream
         first = await anext(events)
@@ -84,12 +86,14 @@ async def chat_ws(websocket: WebSocket, principal: CurrentUser, services: Servic
 @router.get("/v1/conversations")
 async def list_conversations(principal: CurrentUser, services: ServicesDep,
                              limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, Any]]:
+    """Your conversations, most recently active first."""
     return await services.db.read(lambda c: queries.list_conversations(c, principal.user_id, limit))
 
 
 @router.get("/v1/conversations/{conversation_id}")
 async def get_conversation(conversation_id: UUID, principal: CurrentUser,
                            services: ServicesDep) -> dict[str, Any]:
+    """One of your conversations with all its messages."""
     # The primary: a conversation just written may not have reached the replica yet.
     found = await services.db.write(lambda c: queries.get_conversation(c, principal.user_id, conversation_id))
     if found is None:

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     port: int = APP_PORT
     metrics_port: int = METRICS_PORT
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes")
+    max_requests: int = Field(0, ge=0, description="gunicorn worker recycling; 0 = off (a safety net only)")
     log_level: str = "INFO"
 
     # Postgres: writes go to the primary, reads to the replica when it is healthy.

@@ -13,6 +13,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
+    """The process is alive (liveness probe)."""
     return {"status": "ok"}
 
 

@@ -44,6 +44,7 @@ def path_not_found() -> HTTPException:
 
 @router.post("/v1/paths", status_code=status.HTTP_201_CREATED)
 async def create_path(body: PathCreate, principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    """Create a learning path from catalogue videos, in order."""
     try:
         path_id = await services.db.write(
             lambda c: queries.create(c, principal.user_id, body.title, body.video_ids)
@@ -55,11 +56,13 @@ async def create_path(body: PathCreate, principal: CurrentUser, services: Servic
 
 @router.get("/v1/paths")
 async def list_paths(principal: CurrentUser, services: ServicesDep) -> list[dict[str, Any]]:
+    """Your learning paths with progress in percent."""
     return await services.db.read(lambda c: queries.list_for(c, principal.user_id))
 
 
 @router.get("/v1/paths/{path_id}")
 async def get_path(path_id: UUID, principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    """One of your learning paths with its videos and your progress."""
     found = await services.db.write(lambda c: queries.get(c, principal.user_id, path_id))
     if found is None:
         raise path_not_found()
@@ -69,6 +72,7 @@ async def get_path(path_id: UUID, principal: CurrentUser, services: ServicesDep)
 @router.put("/v1/paths/{path_id}/order")
 async def reorder_path(path_id: UUID, body: PathOrder, principal: CurrentUser,
                        services: ServicesDep) -> dict[str, Any]:
+    """Put a path's videos in a new order (the same videos, reordered)."""
     async def reorder(conn: asyncpg.Connection) -> dict[str, Any] | None:
         current = await queries.video_ids(conn, principal.user_id, path_id)
         if current is None:

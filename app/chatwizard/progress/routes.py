@@ -34,6 +34,7 @@ class ProgressEvent(StrictModel):
 @router.post("/v1/progress/events", status_code=status.HTTP_201_CREATED)
 async def record_event(event: ProgressEvent, principal: CurrentUser, services: ServicesDep,
                        response: Response) -> dict[str, Any]:
+    """Record a click, watch progress or completion; replaying an event_id changes nothing (200)."""
     async def apply(conn: asyncpg.Connection) -> dict[str, Any] | None:
         duration = await conn.fetchval("SELECT duration_s FROM videos WHERE id = $1", event.video_id)
         if duration is None:
@@ -66,4 +67,5 @@ def record_business_metrics(event: ProgressEvent) -> None:
 
 @router.get("/v1/progress")
 async def my_progress(principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    """Your watch progress and completions."""
     return await services.db.read(lambda c: queries.summary(c, principal.user_id))

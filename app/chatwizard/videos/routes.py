@@ -18,6 +18,7 @@ async def search_videos(
     q: Annotated[str, Query(min_length=1, max_length=500, description="what to look for")],
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> dict[str, Any]:
+    """Hybrid semantic + keyword search over the catalogue."""
     videos, cached = await service.search(services, q, limit)
     response.headers["X-Cache"] = "search" if cached else "miss"
     return {"query": q, "videos": videos}
@@ -25,6 +26,7 @@ async def search_videos(
 
 @router.get("/v1/videos/{video_id}")
 async def video_detail(video_id: str, services: ServicesDep) -> dict[str, Any]:
+    """One catalogue video."""
     if not video_id or len(video_id) > 64:
         raise HTTPException(422, detail="video_id must be 1..64 characters")
     row = await services.db.read(lambda c: c.fetchrow(queries.VIDEO_DETAIL, video_id))
