@@ -37,8 +37,9 @@ async def test_reads_use_the_replica_and_writes_the_primary(app_server: AppServe
         video_id = (await client.get("/v1/videos/search", params={"q": "godot"})).json()["videos"][0]["id"]
         event = {"event_id": str(uuid.uuid4()), "video_id": video_id, "kind": "click"}
         assert (await client.post("/v1/progress/events", json=event)).status_code == 201
-    assert reads(app_server, "replica") >= replica_before + 3
-    assert reads(app_server, "primary") == primary_before
+    assert reads(app_server, "replica") >= replica_before + 4
+    # Only the key lookup (once, then cached in Redis) reads the primary; every search was on the replica.
+    assert reads(app_server, "primary") <= primary_before + 1
     # The write landed on the primary and streamed to the replica.
     databases.wait_replica_caught_up()
     sql = f"SELECT clicks FROM video_progress WHERE user_id = '{user.id}' AND video_id = '{video_id}'"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import signal
@@ -20,7 +21,7 @@ import openai
 import pytest
 
 import fakellm
-from fakellm.config import FakeLLMConfig
+from fakellm.config import FakeLLMConfig, env_name
 from fakellm.embeddings import embed
 from fakellm.latency import LatencyModel, LogNormal
 from fakellm.server import FakeLLM, build_parser, config_from_args
@@ -338,3 +339,9 @@ def test_documented_wrk_benchmark_scripts_get_only_200s(server: RunningFakeLLM) 
                                 capture_output=True, text=True, timeout=20)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Requests/sec" in result.stdout and "Non-2xx" not in result.stdout
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (Path(fakellm.__file__).parent / "README.md").read_text()
+    for setting in dataclasses.fields(FakeLLMConfig):
+        assert f"`{env_name(setting.name)}`" in readme and f"`{setting.name}`" in readme, setting.name

@@ -46,16 +46,15 @@ class NewKey(KeyInfo):
 @router.get("/v1/me")
 async def me(principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """Your account."""
-    row = await services.db.read(
-        lambda c: c.fetchrow("SELECT id, email, tier, created_at FROM users WHERE id = $1", principal.user_id)
-    )
+    query = "SELECT id, email, tier, created_at FROM users WHERE id = $1"
+    row = await services.db.read(lambda c: c.fetchrow(query, principal.user_id), fresh=True)
     return dict(row)
 
 
 @router.get("/v1/keys")
 async def list_my_keys(principal: CurrentUser, services: ServicesDep) -> list[KeyInfo]:
     """Your API keys (never the keys themselves)."""
-    rows = await services.db.write(lambda c: service.list_keys(c, principal.user_id))
+    rows = await services.db.read(lambda c: service.list_keys(c, principal.user_id), fresh=True)
     return [KeyInfo(**r) for r in rows]
 
 

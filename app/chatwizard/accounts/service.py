@@ -43,7 +43,8 @@ async def lookup_key(services: Services, key_hash: bytes) -> dict[str, Any] | No
     cached = await services.cache.get_json(_key_cache(key_hash))
     if cached is not None:
         return _decode(cached)
-    row = await services.db.write(lambda c: c.fetchrow(KEY_LOOKUP, key_hash))
+    # The primary, so a revocation counts at once.
+    row = await services.db.read(lambda c: c.fetchrow(KEY_LOOKUP, key_hash), fresh=True)
     if row is None:
         return None
     record = dict(row)

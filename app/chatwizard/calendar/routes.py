@@ -59,7 +59,7 @@ async def schedule(body: SessionCreate, principal: CurrentUser, services: Servic
 @router.get("/v1/calendar/sessions")
 async def list_sessions(principal: CurrentUser, services: ServicesDep) -> list[dict[str, Any]]:
     """Your scheduled sessions."""
-    return await services.db.read(lambda c: queries.sessions(c, principal.user_id))
+    return await services.db.read(lambda c: queries.sessions(c, principal.user_id), fresh=True)
 
 
 @router.delete("/v1/calendar/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -95,7 +95,7 @@ async def revoke_feed(principal: CurrentUser, services: ServicesDep) -> None:
 @router.get("/calendar/{token}.ics", name="calendar_feed", response_class=Response,
             responses={200: {"content": {"text/calendar": {}}}})
 async def calendar_feed(services: ServicesDep, token: FeedToken) -> Response:
-    rows = await services.db.write(lambda c: queries.feed_sessions(c, hash_secret(token)))
+    rows = await services.db.read(lambda c: queries.feed_sessions(c, hash_secret(token)), fresh=True)
     if rows is None:
         raise HTTPException(404, detail="no such calendar feed")
     return Response(to_ics(rows), media_type="text/calendar; charset=utf-8",

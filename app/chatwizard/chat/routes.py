@@ -87,15 +87,16 @@ async def chat_ws(websocket: WebSocket, principal: CurrentUser, services: Servic
 async def list_conversations(principal: CurrentUser, services: ServicesDep,
                              limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, Any]]:
     """Your conversations, most recently active first."""
-    return await services.db.read(lambda c: queries.list_conversations(c, principal.user_id, limit))
+    return await services.db.read(lambda c: queries.list_conversations(c, principal.user_id, limit),
+                                  fresh=True)
 
 
 @router.get("/v1/conversations/{conversation_id}")
 async def get_conversation(conversation_id: UUID, principal: CurrentUser,
                            services: ServicesDep) -> dict[str, Any]:
     """One of your conversations with all its messages."""
-    # The primary: a conversation just written may not have reached the replica yet.
-    found = await services.db.write(lambda c: queries.get_conversation(c, principal.user_id, conversation_id))
+    found = await services.db.read(lambda c: queries.get_conversation(c, principal.user_id, conversation_id),
+                                   fresh=True)
     if found is None:
         raise not_found()
     return found

@@ -112,8 +112,8 @@ async def chat_events(services: Services, principal: Principal, question: str,
                       conversation_id: UUID | None, channel: str) -> AsyncIterator[Event]:
     started = time.perf_counter()
     if conversation_id is not None:
-        owned = await services.db.write(lambda c: queries.owns_conversation(c, principal.user_id,
-                                                                             conversation_id))
+        owned = await services.db.read(
+            lambda c: queries.owns_conversation(c, principal.user_id, conversation_id), fresh=True)
         if not owned:
             raise ConversationNotFound(conversation_id)
     norm = videos.normalise(question)

@@ -159,9 +159,13 @@ class Database:
             return self.replica
         return self.primary
 
-    async def read(self, query: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run a read-only query on the replica when it is fit, else (or on failure) on the primary."""
-        node = self.read_node()
+    async def read(self, query: Callable[[asyncpg.Connection], Awaitable[T]], *, fresh: bool = False) -> T:
+        """Run a read-only query on the replica when it is fit, else (or on failure) on the primary.
+
+        ``fresh=True`` reads the primary: for a user's own data, which they may have written a moment
+        ago (read-your-writes); catalogue reads tolerate the replica's lag.
+        """
+        node = self.primary if fresh else self.read_node()
         if node is self.replica:
             try:
                 return await self._run(node, query)

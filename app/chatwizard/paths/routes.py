@@ -57,13 +57,13 @@ async def create_path(body: PathCreate, principal: CurrentUser, services: Servic
 @router.get("/v1/paths")
 async def list_paths(principal: CurrentUser, services: ServicesDep) -> list[dict[str, Any]]:
     """Your learning paths with progress in percent."""
-    return await services.db.read(lambda c: queries.list_for(c, principal.user_id))
+    return await services.db.read(lambda c: queries.list_for(c, principal.user_id), fresh=True)
 
 
 @router.get("/v1/paths/{path_id}")
 async def get_path(path_id: UUID, principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """One of your learning paths with its videos and your progress."""
-    found = await services.db.write(lambda c: queries.get(c, principal.user_id, path_id))
+    found = await services.db.read(lambda c: queries.get(c, principal.user_id, path_id), fresh=True)
     if found is None:
         raise path_not_found()
     return found

@@ -68,4 +68,4 @@ def record_business_metrics(event: ProgressEvent) -> None:
 @router.get("/v1/progress")
 async def my_progress(principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """Your watch progress and completions."""
-    return await services.db.read(lambda c: queries.summary(c, principal.user_id))
+    return await services.db.read(lambda c: queries.summary(c, principal.user_id), fresh=True)
