@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     prompt_version: str = "v1"
     llm_timeout_s: float = 20.0
     llm_max_retries: int = Field(2, ge=0, le=5)
-    llm_max_tokens: int = Field(400, ge=16, le=4096)
+    llm_max_tokens: int = Field(160, ge=16, le=4096, description="~100 words, the prompt's limit")
     breaker_failure_threshold: int = 5
     breaker_reset_s: float = 30.0
     # USD per 1M tokens, input/output, per model: the cost metric and budget alert read this.

@@ -1,0 +1,3 @@
+from fakellm.server import main
+
+main()
