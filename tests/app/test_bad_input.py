@@ -69,13 +69,53 @@ CASES = [
     ("GET", "/calendar/short.ics", None, 422, "at least 20"),
     ("GET", "/v1/nothing-here", None, 404, "Not Found"),
 ]
+ADMIN_CASES = [
+    ("POST", "/v1/admin/users", MALFORMED, 422, "JSON"),
+    ("POST", "/v1/admin/users", {"email": "not-an-email", "tier": "pro"}, 422, "email"),
+    ("POST", "/v1/admin/users", {"email": "a@example.com", "tier": "root"}, 422, "free"),
+    ("POST", "/v1/admin/users", {"email": "a@example.com", "role": "admin"}, 422, "Extra inputs"),
+    ("GET", "/v1/admin/users?limit=0", None, 422, "limit"),
+    ("POST", f"/v1/admin/users/{UNKNOWN}/keys", {"name": "k"}, 404, "no such user"),
+    ("POST", "/v1/admin/users/not-a-uuid/keys", {"name": "k"}, 422, "UUID"),
+    ("POST", f"/v1/admin/users/{UNKNOWN}/keys", {"name": ""}, 422, "at least 1"),
+]
+# Routes that take no input beyond the caller's key, so there is nothing to get wrong.
+NO_INPUT = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/paths"), ("GET", "/v1/progress"),
+            ("GET", "/v1/calendar/sessions"), ("POST", "/v1/calendar/feed"), ("DELETE", "/v1/calendar/feed"),
+            ("GET", "/v1/me"), ("GET", "/v1/keys")}
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "message"), CASES,
                          ids=[f"{c[0]} {c[1][:40]} {c[3]}" for c in CASES])
 async def test_bad_input_gets_a_clear_4xx(app_server: AppServer, make_user, method, path, body, status,
                                           message):
-    user = await make_user()
+    await check(app_server, await make_user(), method, path, body, status, message)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "message"), ADMIN_CASES,
+                         ids=[f"{c[0]} {c[1][:40]} {c[3]}" for c in ADMIN_CASES])
+async def test_bad_admin_input_gets_a_clear_4xx(app_server: AppServer, make_user, method, path, body, status,
+                                                message):
+    await check(app_server, await make_user("admin"), method, path, body, status, message)
+
+
+def test_every_route_with_input_has_bad_input_cases():
+    from chatwizard.main import create_app
+
+    templates = {(m, p.split("?")[0]) for m, p, *_ in CASES + ADMIN_CASES}
+    missing = []
+    for route in create_app().routes:
+        for method in getattr(route, "methods", None) or {"WEBSOCKET"}:
+            if method == "HEAD" or route.path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+                continue
+            key = (method, route.path)
+            concrete = any(m == method and route.path_regex.match(p) for m, p in templates)
+            if key not in NO_INPUT and key != ("WEBSOCKET", "/v1/chat/ws") and not concrete:
+                missing.append(key)
+    assert missing == [], f"routes without bad-input cases: {missing}"
+
+
+async def check(app_server: AppServer, user, method, path, body, status, message):
     kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) \
         else {"json": body} if body is not None else {}
     async with app_server.client(user.key) as client:
