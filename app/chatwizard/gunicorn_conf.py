@@ -39,8 +39,11 @@ def when_ready(server: Any) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    from chatwizard.core.process_metrics import AppProcessCollector, memory_limit_bytes
+
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
+    registry.register(AppProcessCollector(memory_limit_bytes(settings.memory_limit_bytes)))
     start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
 
 

@@ -112,11 +112,12 @@ class Database:
 
     async def open(self) -> None:
         await self.primary.open()
+        metrics.DB_UP.labels("primary").set(1)
         if self.replica is not None:
             with contextlib.suppress(OSError, asyncpg.PostgresError, asyncio.TimeoutError):
                 await self.replica.open()
             await self.check_replica()
-            self._monitor = asyncio.create_task(self._monitor_replica())
+        self._monitor = asyncio.create_task(self._monitor_nodes())
 
     async def close(self) -> None:
         if self._monitor is not None:
@@ -127,10 +128,22 @@ class Database:
         if self.replica is not None:
             await self.replica.close()
 
-    async def _monitor_replica(self) -> None:
+    async def _monitor_nodes(self) -> None:
+        """Keep chatwizard_db_up current (alerts read it) and the replica routing decision fresh."""
         while True:
             await asyncio.sleep(self.settings.replica_check_interval_s)
-            await self.check_replica()
+            await self.check_primary()
+            if self.replica is not None:
+                await self.check_replica()
+
+    async def check_primary(self) -> dict[str, Any]:
+        try:
+            await self._run(self.primary, lambda c: c.fetchval("SELECT 1"), count_read=False)
+        except (TimeoutError, OSError, asyncpg.PostgresError, ConnectionError) as exc:
+            metrics.DB_UP.labels("primary").set(0)
+            return {"status": "down", "error": type(exc).__name__}
+        metrics.DB_UP.labels("primary").set(1)
+        return {"status": "ok"}
 
     async def check_replica(self) -> None:
         """Measure lag; route reads to the replica only while it is up and close enough."""
@@ -197,14 +210,7 @@ class Database:
         return result
 
     async def health(self) -> dict[str, Any]:
-        checks: dict[str, Any] = {}
-        try:
-            await self._run(self.primary, lambda c: c.fetchval("SELECT 1"), count_read=False)
-            checks["primary"] = {"status": "ok"}
-            metrics.DB_UP.labels("primary").set(1)
-        except (TimeoutError, OSError, asyncpg.PostgresError, ConnectionError) as exc:
-            checks["primary"] = {"status": "down", "error": type(exc).__name__}
-            metrics.DB_UP.labels("primary").set(0)
+        checks: dict[str, Any] = {"primary": await self.check_primary()}
         if self.replica is None:
             checks["replica"] = {"status": "not_configured"}
         else:

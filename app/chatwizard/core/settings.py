@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     # Observability.
     sentry_dsn: SecretStr | None = None
     metrics_multiproc_dir: str | None = None
+    memory_limit_bytes: int = Field(2 * 1024**3, description="memory budget when no cgroup limit applies")
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
