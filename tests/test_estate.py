@@ -31,6 +31,13 @@ def read_until(process: subprocess.Popen[str], marker: str, timeout_s: float) ->
     raise AssertionError("estate did not come up:\n" + "".join(output))
 
 
+def wait_for(check, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "Prometheus does not scrape every estate target"
+        time.sleep(1)
+
+
 def curl_from(summary: str) -> list[str]:
     command = re.search(r"^\s*(curl .*?)\n\s*Press", summary, re.S | re.M).group(1)
     return shlex.split(command.replace("\\\n", " "))
@@ -38,7 +45,8 @@ def curl_from(summary: str) -> list[str]:
 
 def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
     ports = {name: free_port() for name in ("app", "metrics", "postgres", "replica", "redis", "prometheus",
-                                            "alertmanager")}
+                                            "alertmanager", "postgres-exporter", "redis-exporter",
+                                            "blackbox-exporter")}
     args = [CHATWIZARD, "up", "--state-dir", str(tmp_path / "state")]
     args += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
@@ -46,6 +54,7 @@ def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
     try:
         summary = read_until(process, "Press Ctrl-C", timeout_s=240)
         assert f"http://127.0.0.1:{ports['app']}/docs" in summary
+        assert f"http://127.0.0.1:{ports['prometheus']}" in summary
         assert re.search(r"Demo API key\s+cwk_\w{36}", summary)
         first = subprocess.run([*curl_from(summary), "-D", "-"], capture_output=True, text=True, check=True)
         again = subprocess.run([*curl_from(summary), "-D", "-"], capture_output=True, text=True, check=True)
@@ -56,6 +65,9 @@ def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
         assert "x-cache: exact" in again.stdout.lower()
         metrics = httpx.get(f"http://127.0.0.1:{ports['metrics']}/metrics").text
         assert metric_value(metrics, "chatwizard_cache_requests_total", cache="exact", result="hit") >= 1
+        prometheus = f"http://127.0.0.1:{ports['prometheus']}/api/v1"
+        wait_for(lambda: {t["labels"]["job"] for t in httpx.get(f"{prometheus}/targets").json()["data"]["activeTargets"]
+                          if t["health"] == "up"} == {"chatwizard", "postgres", "redis", "blackbox"})
     finally:
         process.send_signal(signal.SIGINT)
         rest = process.communicate(timeout=90)[0]

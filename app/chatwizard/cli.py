@@ -47,12 +47,16 @@ def up(
     postgres_port: int = EstatePorts.primary, replica_port: int = EstatePorts.replica,
     redis_port: int = EstatePorts.redis, prometheus_port: int = EstatePorts.prometheus,
     alertmanager_port: int = EstatePorts.alertmanager,
+    postgres_exporter_port: int = EstatePorts.postgres_exporter,
+    redis_exporter_port: int = EstatePorts.redis_exporter,
+    blackbox_exporter_port: int = EstatePorts.blackbox_exporter,
 ) -> None:
     """Start the whole local estate (Postgres primary + replica, Redis, app, monitoring); Ctrl-C stops it."""
     from chatwizard.estate.up import run_estate
 
-    run_estate(state_dir.resolve(), EstatePorts(app_port, metrics_port, postgres_port, replica_port,
-                                                redis_port, prometheus_port, alertmanager_port))
+    run_estate(state_dir.resolve(), EstatePorts(
+        app_port, metrics_port, postgres_port, replica_port, redis_port, prometheus_port, alertmanager_port,
+        postgres_exporter_port, redis_exporter_port, blackbox_exporter_port))
 
 
 @app.command()

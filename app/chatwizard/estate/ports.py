@@ -16,3 +16,6 @@ class EstatePorts:
     redis: int = 6379
     prometheus: int = 9090
     alertmanager: int = 9093
+    postgres_exporter: int = 9187
+    redis_exporter: int = 9121
+    blackbox_exporter: int = 9115

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from chatwizard.estate.monitoring import Targets, start_monitoring
 from chatwizard.estate.ports import EstatePorts
 
 DEMO_EMAIL = "demo@example.com"
@@ -116,9 +117,10 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             stops.insert(0, ("app", lambda: stop_process(app)))
             base = f"http://127.0.0.1:{ports.app}"
             wait_ready(f"{base}/readyz", app)
-            monitoring = start_monitoring_if_available(state_dir, ports, primary.dsn, redis, key)
-            stops[:0] = [(name, proc_stop) for name, proc_stop in monitoring]
-            print_summary(base, ports, key, primary.dsn, replica.dsn, redis.url, state_dir, bool(monitoring))
+            targets = Targets(f"127.0.0.1:{ports.metrics}", base, primary.dsn, f"127.0.0.1:{ports.redis}",
+                              key, webhook_url=None)
+            stops[:0] = start_monitoring(state_dir / "monitoring", ports, targets)
+            print_summary(base, ports, key, primary.dsn, replica.dsn, redis.url, state_dir)
             while app.poll() is None:
                 time.sleep(1)
             print(f"the app exited with code {app.returncode}; see {state_dir / 'app.log'}")
@@ -131,19 +133,8 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
                 print(f"  stopped {name}")
 
 
-def start_monitoring_if_available(state_dir: Path, ports: EstatePorts, primary_dsn: str, redis: object,
-                                  key: str) -> list[tuple[str, object]]:
-    """Prometheus, Alertmanager and exporters, once monitoring/ provides their configuration."""
-    try:
-        from chatwizard.estate import monitoring
-    except ImportError:
-        return []
-    return monitoring.start_for_estate(state_dir, app_port=ports.app, metrics_port=ports.metrics,
-                                       postgres_dsn=primary_dsn, redis_port=ports.redis, probe_api_key=key)
-
-
 def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str,
-                  redis_url: str, state_dir: Path, monitoring: bool) -> None:
+                  redis_url: str, state_dir: Path) -> None:
     lines = [
         "",
         "Chat Wizard is up (sample catalogue: generated data, not real YouTube videos).",
@@ -155,11 +146,9 @@ def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, rep
         f"  Postgres       {primary_dsn}  (primary)",
         f"                 {replica_dsn}  (read replica)",
         f"  Redis          {redis_url}",
-    ]
-    if monitoring:
-        lines += [f"  Prometheus     http://127.0.0.1:{ports.prometheus}",
-                  f"  Alertmanager   http://127.0.0.1:{ports.alertmanager}"]
-    lines += [
+        f"  Prometheus     http://127.0.0.1:{ports.prometheus}  (alerts: /alerts)",
+        f"  Alertmanager   http://127.0.0.1:{ports.alertmanager}",
+
         f"  Logs           {state_dir}/app.log",
         "",
         "Ask a question:",
