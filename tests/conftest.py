@@ -89,7 +89,7 @@ class AppServer:
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30, **kwargs)
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, **{"timeout": 30, **kwargs})
 
     def metrics(self) -> str:
         return httpx.get(self.metrics_url, timeout=10).text

@@ -17,7 +17,7 @@ from chatwizard.accounts.routes import router as accounts_router
 from chatwizard.calendar.routes import router as calendar_router
 from chatwizard.chat.routes import router as chat_router
 from chatwizard.core import metrics
-from chatwizard.core.observability import RequestMiddleware, configure_logging, init_sentry, report_exception
+from chatwizard.core.observability import RequestMiddleware, configure_logging, init_sentry
 from chatwizard.core.services import Services
 from chatwizard.core.settings import Settings, get_settings
 from chatwizard.health.routes import router as health_router
@@ -59,7 +59,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(asyncpg.PostgresConnectionError, database_unavailable)
     app.add_exception_handler(ConnectionError, database_unavailable)
     app.add_exception_handler(OSError, database_unavailable)
-    app.add_exception_handler(Exception, internal_error)
     app.add_middleware(RequestMiddleware, settings=settings)
     return app
 
@@ -81,10 +80,3 @@ async def database_unavailable(request: Request, exc: Exception) -> ORJSONRespon
     return ORJSONResponse({"detail": "the database is unavailable; try again shortly"}, status_code=503,
                           headers={"Retry-After": "5"})
 
-
-async def internal_error(request: Request, exc: Exception) -> ORJSONResponse:
-    """Generic body: no stack trace or SQL leaves the process (they go to the log and Sentry)."""
-    log.error("unhandled_exception", exc_info=exc)
-    report_exception(exc, request.state.request_id)
-    return ORJSONResponse({"detail": "internal error", "request_id": request.state.request_id},
-                          status_code=500)

@@ -107,10 +107,10 @@ class RequestMiddleware:
     async def _http(self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes],
                     request_id: str) -> None:
         started = time.perf_counter()
-        status = 500
+        status: int | None = None  # set once the response starts
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await self._too_large(send, request_id)
+            await self._error(send, 413, self._too_large_body(), request_id)
             self._observe(scope, 413, started)
             return
         csp = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else API_CSP
@@ -139,14 +139,26 @@ class RequestMiddleware:
             await self.app(scope, limited_receive, send_with_headers)
         except BodyTooLarge:
             status = 413
-            await self._too_large(send, request_id)
+            await self._error(send, 413, self._too_large_body(), request_id)
+        except Exception as exc:
+            # Answered here rather than by Starlette's outermost handler, which re-raises and so
+            # makes the server drop the keep-alive connection. No stack or SQL leaves the process.
+            log.error("unhandled_exception", exc_info=exc)
+            report_exception(exc, request_id)
+            if status is None:
+                status = 500
+                body = b'{"detail":"internal error","request_id":"%s"}' % request_id.encode()
+                await self._error(send, 500, body, request_id)
         finally:
             metrics.HTTP_IN_FLIGHT.dec()
-            self._observe(scope, status, started)
+            self._observe(scope, status or 500, started)
 
-    async def _too_large(self, send: Send, request_id: str) -> None:
-        body = b'{"detail":"request body too large: at most %d bytes"}' % self.max_body
-        await send({"type": "http.response.start", "status": 413,
+    def _too_large_body(self) -> bytes:
+        return b'{"detail":"request body too large: at most %d bytes"}' % self.max_body
+
+    @staticmethod
+    async def _error(send: Send, status: int, body: bytes, request_id: str) -> None:
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), *SECURITY_HEADERS, API_CSP,
                                 (b"x-request-id", request_id.encode())]})
         await send({"type": "http.response.body", "body": body})
