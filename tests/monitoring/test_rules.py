@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
 import yaml
-from prometheus_client import REGISTRY
 
-import chatwizard.core.metrics  # noqa: F401  (registers the app's metrics)
 from monitoring import alert_tests, generate
+from monitoring.catalog import known_metrics, metric_names
 
 ROOT = Path(__file__).parents[2]
 MONITORING = ROOT / "monitoring"
 RUNBOOKS = ROOT / "runbooks"
-APP_ONLY_METRICS = {"chatwizard_memory_rss_bytes", "chatwizard_memory_limit_bytes", "chatwizard_processes",
-                    "chatwizard_cpu_seconds_total"}  # collected by the gunicorn master (core/process_metrics.py)
 
 
 def alerts() -> dict[str, dict]:
     return alert_tests.alerts_by_name()
-
-
-def known_metrics() -> set[str]:
-    names = set(APP_ONLY_METRICS)
-    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
-    for family in REGISTRY.collect():
-        names |= {family.name + s for s in suffixes.get(family.type, ("",))}
-    exporters = (MONITORING / "exporter_metrics.txt").read_text().splitlines()
-    return names | {line for line in exporters if line and not line.startswith("#")}
-
-
-def metric_names(expr: str) -> set[str]:
-    without_strings = re.sub(r'"[^"]*"', "", expr)
-    tokens = set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b(?=\s*[{\[)]|\s*(?:>|<|==|and|or|offset|$|\*|/))", without_strings))
-    keywords = {"sum", "rate", "min", "max", "by", "le", "and", "or", "offset", "vector", "histogram_quantile",
-                "increase", "avg", "count", "without"}
-    return {t for t in tokens if t not in keywords and ":" not in t and not t.isdigit()}
 
 
 def test_rules_are_valid_and_generated_from_config():

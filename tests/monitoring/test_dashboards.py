@@ -1,0 +1,73 @@
+"""Dashboards: committed JSON is what the generator makes; every query parses; every metric exists."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from monitoring.catalog import known_metrics, metric_names
+from monitoring.dashboards import generate
+from monitoring.generate import rule_files
+from tests.conftest import free_port
+
+DASHBOARDS = Path(generate.__file__).parent
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A bare Prometheus, only for its query parser (/api/v1/format_query)."""
+    state = tmp_path_factory.mktemp("prometheus")
+    (state / "prometheus.yml").write_text("global: {}\n")
+    port = free_port()
+    process = subprocess.Popen(["prometheus", f"--config.file={state / 'prometheus.yml'}",
+                                f"--storage.tsdb.path={state / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/-/ready").status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "prometheus did not start"
+        time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def test_committed_dashboards_are_generated():
+    for name, text in generate.rendered().items():
+        assert (DASHBOARDS / name).read_text() == text, f"{name} is stale: run python -m monitoring.dashboards.generate"
+    assert {p.name for p in DASHBOARDS.glob("*.json")} == set(generate.rendered())
+
+
+def test_every_panel_has_a_description_and_a_query():
+    for name in generate.rendered():
+        panels = [p for p in json.loads((DASHBOARDS / name).read_text())["panels"] if p["type"] != "row"]
+        assert panels, name
+        for panel in panels:
+            assert panel.get("description") and panel.get("targets"), f"{name}: {panel.get('title')}"
+
+
+def test_every_query_parses(prometheus: str):
+    for expr in generate.expressions():
+        concrete = expr.replace("$__rate_interval", "1m")
+        response = httpx.get(f"{prometheus}/api/v1/format_query", params={"query": concrete})
+        assert response.status_code == 200, f"{expr}: {response.text}"
+
+
+def test_every_metric_exists():
+    recorded = {r["record"] for doc in rule_files().values() for g in doc["groups"] for r in g["rules"] if "record" in r}
+    known = known_metrics()
+    for expr in generate.expressions():
+        assert not metric_names(expr) - known, f"{expr} reads unknown metrics {metric_names(expr) - known}"
+        for name in {t for t in expr.replace("(", " ").replace(")", " ").split() if ":" in t and "{" not in t}:
+            assert name.split("{")[0] in recorded or name.startswith("$"), f"{name} is not a recording rule"
