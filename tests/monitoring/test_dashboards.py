@@ -71,3 +71,11 @@ def test_every_metric_exists():
         assert not metric_names(expr) - known, f"{expr} reads unknown metrics {metric_names(expr) - known}"
         for name in {t for t in expr.replace("(", " ").replace(")", " ").split() if ":" in t and "{" not in t}:
             assert name.split("{")[0] in recorded or name.startswith("$"), f"{name} is not a recording rule"
+
+
+def test_generated_docs_are_current():
+    from monitoring.catalog import metrics_doc
+
+    docs = DASHBOARDS.parents[1] / "docs"
+    assert (docs / "dashboards.md").read_text() == generate.panel_docs(), "run python -m monitoring.dashboards.generate"
+    assert (docs / "metrics.md").read_text() == metrics_doc(), "run python -m monitoring.catalog"
