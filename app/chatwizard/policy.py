@@ -48,6 +48,9 @@ ROUTE_POLICY: dict[tuple[str, str], Access] = {
     ("POST", "/v1/admin/users/{user_id}/keys"): "admin",
 }
 
+# Probes call these every few seconds from the same addresses; they are cheap and must never see 429.
+UNTHROTTLED = {("GET", "/healthz"), ("GET", "/readyz")}
+
 ROLE_GRANTS: dict[Access, frozenset[str]] = {
     "user": frozenset({"free", "pro", "admin"}),
     "admin": frozenset({"admin"}),
@@ -65,13 +68,25 @@ def route_key(connection: HTTPConnection) -> tuple[str, str] | None:
 
 
 async def authorize(connection: HTTPConnection) -> None:
-    """App-wide dependency: authenticate unless public, then check the caller's role."""
+    """App-wide dependency: rate-limit and authenticate unless public, then check the caller's role."""
     key = route_key(connection)
     access = ROUTE_POLICY.get(key) if key else None
-    if access == "public":
+    if access == "public" and key in UNTHROTTLED:
         return
-    principal = await authenticate(connection)
-    await connection.app.state.services.activity.seen(principal.user_id)
+    services = connection.app.state.services
+    limiter = services.limiter
+    address = connection.client.host if connection.client else "unknown"
+    if access == "public":
+        connection.state.rate_limit = await limiter.check(limiter.anonymous, "address", address)
+        return
+    try:
+        principal = await authenticate(connection)
+    except HTTPException:
+        await limiter.check(limiter.auth_failures, "auth_failure", address)  # 429 once guessing persists
+        raise
+    tier_limit = limiter.tiers[principal.tier]
+    connection.state.rate_limit = await limiter.check(tier_limit, "key", str(principal.key_id))
+    await services.activity.seen(principal.user_id)
     if access is None or principal.tier not in ROLE_GRANTS[access]:
         path = key[1] if key else "unknown"
         metrics.AUTHZ_DENIALS.labels(path).inc()

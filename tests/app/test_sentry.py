@@ -51,6 +51,7 @@ async def test_unhandled_exception_reaches_sentry_with_request_id(sentry_endpoin
 
     app.add_api_route("/v1/explode", explode, methods=["POST"])
     monkeypatch.setitem(policy.ROUTE_POLICY, ("POST", "/v1/explode"), "public")
+    monkeypatch.setattr(policy, "UNTHROTTLED", {*policy.UNTHROTTLED, ("POST", "/v1/explode")})
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         response = await client.post("/v1/explode", json={"question": SECRET_QUESTION},

@@ -49,17 +49,21 @@ class Cache:
         try:
             result = await command(self.client)
         except (RedisError, OSError) as exc:
-            metrics.REDIS_ERRORS.labels(operation).inc()
-            if self._down_until == 0.0:
-                log.warning("redis_unavailable", operation=operation, error=type(exc).__name__)
-            self._down_until = time.monotonic() + self.settings.redis_retry_interval_s
-            metrics.REDIS_FALLBACK.set(1)
+            self.mark_down(operation, exc)
             return default
         if self._down_until:
             log.info("redis_recovered")
             self._down_until = 0.0
             metrics.REDIS_FALLBACK.set(0)
         return result
+
+    def mark_down(self, operation: str, exc: BaseException | None = None) -> None:
+        """Count a failure and serve without Redis for ``redis_retry_interval_s``."""
+        metrics.REDIS_ERRORS.labels(operation).inc()
+        if self._down_until == 0.0:
+            log.warning("redis_unavailable", operation=operation, error=type(exc).__name__ if exc else None)
+        self._down_until = time.monotonic() + self.settings.redis_retry_interval_s
+        metrics.REDIS_FALLBACK.set(1)
 
     async def get_json(self, key: str) -> Any | None:
         raw = await self.call("get", lambda r: r.get(key), None)

@@ -131,6 +131,9 @@ class RequestMiddleware:
                 extra = [*SECURITY_HEADERS, csp, (b"x-request-id", request_id.encode())]
                 if b"authorization" in headers:
                     extra.append((b"cache-control", b"no-store"))
+                verdict = scope.get("state", {}).get("rate_limit")
+                if verdict is not None and status != 429:  # a 429 carries its own headers
+                    extra += [(k.lower().encode(), v.encode()) for k, v in verdict.headers().items()]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 

@@ -12,6 +12,7 @@ from chatwizard.core.activity import Activity
 from chatwizard.core.cache import Cache
 from chatwizard.core.db import Database
 from chatwizard.core.llm import LocalProvider, Provider, make_provider
+from chatwizard.core.ratelimit import RateLimiter
 from chatwizard.core.settings import Settings
 
 
@@ -22,6 +23,7 @@ class Services:
     cache: Cache
     llm: Provider
     activity: Activity
+    limiter: RateLimiter
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -31,7 +33,7 @@ class Services:
         if isinstance(llm, LocalProvider):
             await llm.warm_up()
         cache = Cache(settings)
-        return cls(settings, db, cache, llm, Activity(cache))
+        return cls(settings, db, cache, llm, Activity(cache), RateLimiter(settings, cache))
 
     async def stop(self) -> None:
         await self.db.close()

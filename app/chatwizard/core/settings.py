@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     redis_timeout_s: float = 0.5
     redis_retry_interval_s: float = Field(5.0, description="how long to skip Redis after a failure")
 
+    # Rate limits (moving windows, `limits` notation). Per API key by tier; per client address for the
+    # public feed and for failed authentication.
+    rate_limit_free: str = "100/hour"
+    rate_limit_pro: str = "10000/hour"
+    rate_limit_admin: str = "10000/hour"
+    rate_limit_service: str = "100000/hour"
+    rate_limit_anonymous: str = "120/minute"
+    rate_limit_auth_failures: str = "20/minute"
+
     # Caches.
     cache_answer_ttl_s: int = 24 * 3600
     cache_search_ttl_s: int = 3600
