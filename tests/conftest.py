@@ -114,6 +114,9 @@ def app_env(databases: Databases, redis_node: RedisNode, fake_llm: RunningFakeLL
         "CHATWIZARD_REDIS_RETRY_INTERVAL_S": "1",
         "CHATWIZARD_CATALOGUE_VERSION_TTL_S": "0.5",
         "CHATWIZARD_LLM_TIMEOUT_S": "5",
+        # All test traffic comes from one address; per-address limits are tested on their own server.
+        "CHATWIZARD_RATE_LIMIT_AUTH_FAILURES": "10000/minute",
+        "CHATWIZARD_RATE_LIMIT_ANONYMOUS": "10000/minute",
     }
     if fake_llm:
         env |= {"OPENAI_API_KEY": TEST_OPENAI_KEY, "OPENAI_BASE_URL": fake_llm.base_url}
