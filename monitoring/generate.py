@@ -15,6 +15,7 @@ import yaml
 HERE = Path(__file__).parent
 CONFIG = yaml.safe_load((HERE / "config.yaml").read_text())
 RULES_DIR = HERE / "rules"
+PROMETHEUS_RULE = HERE.parent / "k8s" / "base" / "prometheusrule.yaml"
 WINDOWS = ("1m", "5m", "30m", "1h", "6h")
 
 
@@ -193,11 +194,21 @@ def render(document: dict[str, Any]) -> str:
     return header + yaml.safe_dump(document, sort_keys=False, width=120)
 
 
+def prometheus_rule() -> dict[str, Any]:
+    """The same rules as a PrometheusRule for the cluster's Prometheus operator (k8s/base/)."""
+    groups = [group for document in rule_files().values() for group in document["groups"]]
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": "chatwizard", "labels": {"release": "kube-prometheus-stack"}},
+            "spec": {"groups": groups}}
+
+
 def main() -> None:
     RULES_DIR.mkdir(exist_ok=True)
     for name, document in rule_files().items():
         (RULES_DIR / name).write_text(render(document))
         print(f"wrote {RULES_DIR / name}")
+    PROMETHEUS_RULE.write_text(render(prometheus_rule()))
+    print(f"wrote {PROMETHEUS_RULE}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""Kubernetes manifests: both overlays build, validate against the Kubernetes schema of the version we
+target, carry the production properties the app relies on, and the PrometheusRule is monitoring/'s rules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chatwizard.core.settings import APP_PORT, METRICS_PORT
+from monitoring.generate import PROMETHEUS_RULE, prometheus_rule, render
+
+ROOT = Path(__file__).parents[2]
+BIN = Path(sys.executable).parent
+KUBERNETES_VERSION = "1.33.0"  # the EKS version infra/ deploys
+GUNICORN_GRACEFUL_TIMEOUT_S = 25
+
+
+def build(overlay: str) -> dict[tuple[str, str], dict]:
+    out = subprocess.run([BIN / "kubectl", "kustomize", ROOT / "k8s" / "overlays" / overlay],
+                         capture_output=True, text=True, check=True).stdout
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out)}
+
+
+@pytest.fixture(scope="module", params=["staging", "production"])
+def manifests(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    built = build(request.param)
+    path = tmp_path_factory.mktemp(request.param) / "all.yaml"
+    path.write_text(yaml.safe_dump_all(built.values()))
+    result = subprocess.run([BIN / "kubernetes-validate", "--strict", "--quiet", "-k", KUBERNETES_VERSION, path],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return built
+
+
+def container(manifests: dict, name: str = "chatwizard") -> dict:
+    return manifests[("Deployment", name)]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_app_pods_are_hardened(manifests):
+    pod = manifests[("Deployment", "chatwizard")]["spec"]["template"]["spec"]
+    app = container(manifests)
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    assert app["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                      "capabilities": {"drop": ["ALL"]}}
+    assert app["resources"]["limits"]["memory"] and app["resources"]["requests"]["cpu"]
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+
+
+def test_probes_ports_and_graceful_drain(manifests):
+    pod = manifests[("Deployment", "chatwizard")]["spec"]["template"]["spec"]
+    app = container(manifests)
+    assert {p["name"]: p["containerPort"] for p in app["ports"]} == {"http": APP_PORT, "metrics": METRICS_PORT}
+    assert app["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert app["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert app["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    pre_stop = app["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + GUNICORN_GRACEFUL_TIMEOUT_S
+
+
+def test_autoscaling_and_disruption_budget(manifests):
+    hpa = manifests[("HorizontalPodAutoscaler", "chatwizard")]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert {m["type"] for m in hpa["spec"]["metrics"]} == {"Resource", "Pods"}
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    assert hpa["spec"]["minReplicas"] >= manifests[("PodDisruptionBudget", "chatwizard")]["spec"]["minAvailable"] + 1
+
+
+def test_network_is_default_deny_with_explicit_allows(manifests):
+    deny = manifests[("NetworkPolicy", "default-deny")]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    app = manifests[("NetworkPolicy", "chatwizard-app")]["spec"]
+    assert {p["port"] for rule in app["ingress"] for p in rule["ports"]} == {APP_PORT, METRICS_PORT}
+
+
+def test_pgbouncer_pools_transactions_and_the_app_skips_prepared_statements(manifests):
+    ini = manifests[("ConfigMap", "pgbouncer-config")]["data"]["pgbouncer.ini"]
+    assert "pool_mode = transaction" in ini and "server_tls_sslmode = verify-full" in ini
+    assert manifests[("ConfigMap", "chatwizard-config")]["data"]["CHATWIZARD_DB_STATEMENT_CACHE_SIZE"] == "0"
+
+
+def test_prometheus_rule_is_the_monitoring_rules(manifests):
+    rules_on_disk = [g for path in sorted((ROOT / "monitoring" / "rules").glob("*.yml"))
+                     for g in yaml.safe_load(path.read_text())["groups"]]
+    in_cluster = manifests[("PrometheusRule", "chatwizard")]["spec"]["groups"]
+    assert sorted(in_cluster, key=lambda g: g["name"]) == sorted(rules_on_disk, key=lambda g: g["name"])
+    assert PROMETHEUS_RULE.read_text() == render(prometheus_rule()), "run python -m monitoring.generate"
+
+
+def test_overlays_differ_only_where_environments_do():
+    staging, production = build("staging"), build("production")
+    assert staging.keys() == production.keys()
+    assert production[("HorizontalPodAutoscaler", "chatwizard")]["spec"]["minReplicas"] == 3
+    assert staging[("ConfigMap", "chatwizard-config")]["data"]["CHATWIZARD_ENVIRONMENT"] == "staging"
+
+
+def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():
+    text = (ROOT / "app" / "Dockerfile").read_text()
+    bases = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(bases) == 2 and all(":" in b and not b.endswith(":latest") for b in bases)
+    assert "USER 10001" in text and "HEALTHCHECK" in text and 'CMD ["chatwizard", "serve"]' in text
+    assert ".venv" in (ROOT / ".dockerignore").read_text()
