@@ -23,12 +23,13 @@ from chatwizard.core.settings import Settings, get_settings
 from chatwizard.health.routes import router as health_router
 from chatwizard.paths.routes import router as paths_router
 from chatwizard.policy import authorize
+from chatwizard.privacy.routes import router as privacy_router
 from chatwizard.progress.routes import router as progress_router
 from chatwizard.videos.routes import router as videos_router
 
 log = structlog.get_logger(__name__)
 ROUTERS = [health_router, chat_router, videos_router, paths_router, progress_router, calendar_router,
-           accounts_router]
+           accounts_router, privacy_router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -78,11 +78,13 @@ ADMIN_CASES = [
     ("POST", f"/v1/admin/users/{UNKNOWN}/keys", {"name": "k"}, 404, "no such user"),
     ("POST", "/v1/admin/users/not-a-uuid/keys", {"name": "k"}, 422, "UUID"),
     ("POST", f"/v1/admin/users/{UNKNOWN}/keys", {"name": ""}, 422, "at least 1"),
+    ("DELETE", f"/v1/admin/users/{UNKNOWN}", None, 404, "no such user"),
+    ("DELETE", "/v1/admin/users/not-a-uuid", None, 422, "UUID"),
 ]
 # Routes that take no input beyond the caller's key, so there is nothing to get wrong.
 NO_INPUT = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/paths"), ("GET", "/v1/progress"),
             ("GET", "/v1/calendar/sessions"), ("POST", "/v1/calendar/feed"), ("DELETE", "/v1/calendar/feed"),
-            ("GET", "/v1/me"), ("GET", "/v1/keys")}
+            ("GET", "/v1/me"), ("GET", "/v1/keys"), ("GET", "/v1/me/export"), ("DELETE", "/v1/me")}
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "message"), CASES,
