@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -64,8 +65,7 @@ def serve() -> None:
     """Run the API under gunicorn with uvicorn workers (settings from CHATWIZARD_* variables)."""
     settings = get_settings()
     multiproc = settings.metrics_multiproc_dir or os.path.join(
-        os.environ.get("TMPDIR", "/tmp"), f"chatwizard-metrics-{settings.port}"  # noqa: S108
-    )
+        tempfile.gettempdir(), f"chatwizard-metrics-{settings.port}")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     os.execv(gunicorn, [  # noqa: S606 - replaces this process; no shell involved
