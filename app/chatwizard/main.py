@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(asyncpg.DataError, invalid_value)
     app.add_exception_handler(asyncpg.PostgresConnectionError, database_unavailable)
     app.add_exception_handler(ConnectionError, database_unavailable)
     app.add_exception_handler(OSError, database_unavailable)
@@ -74,6 +75,12 @@ async def validation_error(request: Request, exc: Exception) -> ORJSONResponse:
 async def http_error(request: Request, exc: Exception) -> ORJSONResponse:
     assert isinstance(exc, HTTPException)
     return ORJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def invalid_value(request: Request, exc: Exception) -> ORJSONResponse:
+    """Values Postgres cannot take (e.g. NUL in a query parameter): the client's input, so a 422."""
+    return ORJSONResponse({"detail": "a parameter holds a value that cannot be stored or searched "
+                                     "(for example a NUL character)"}, status_code=422)
 
 
 async def database_unavailable(request: Request, exc: Exception) -> ORJSONResponse:

@@ -91,8 +91,11 @@ class PostgresNode:
             conf.write(f"port = {self.port}\nunix_socket_directories = '{self.data_dir}'\n")
 
     def start(self) -> None:
-        result = run(BIN / "pg_ctl", "-D", self.data_dir, "-l", self.log_file, "-w", "-t", "60", "start",
-                     check=False)
+        if self.running:  # left over from a run that was killed: use it as it is
+            return
+        # The port on the command line wins over the one written at init, so ports can change between runs.
+        result = run(BIN / "pg_ctl", "-D", self.data_dir, "-l", self.log_file, "-o", f"-p {self.port}", "-w",
+                     "-t", "60", "start", check=False)
         if result.returncode != 0:
             tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else result.stderr
             raise RuntimeError(f"postgres on port {self.port} did not start:\n{tail}")
@@ -120,8 +123,12 @@ def start_pair(state_dir: Path, primary_port: int, replica_port: int) -> tuple[P
     if not primary.initialised:
         primary.init_primary()
     primary.start()
-    primary.create_database()
-    if not replica.initialised:
-        replica.init_replica_of(primary)
-    replica.start()
+    try:
+        primary.create_database()
+        if not replica.initialised:
+            replica.init_replica_of(primary)
+        replica.start()
+    except BaseException:
+        primary.stop()
+        raise
     return primary, replica
