@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -155,6 +156,14 @@ def app_server(databases: Databases, redis_node: RedisNode, fake_llm: RunningFak
     server = start_server(app_env(databases, redis_node, fake_llm, tmp), tmp)
     yield server
     stop_process(server.process)
+    assert_no_secrets_logged(server.log())
+
+
+def assert_no_secrets_logged(log: str) -> None:
+    """After the whole suite has used the app: no API key, email or question text in its log."""
+    assert not re.findall(r"cwk_[0-9A-Za-z]{36}", log), "an API key reached the log"
+    assert not re.findall(r"[\w.+-]+@example\.com", log), "an email address reached the log"
+    assert "How do I" not in log and "how can i" not in log.lower(), "question text reached the log"
 
 
 @pytest.fixture
