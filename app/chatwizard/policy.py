@@ -46,6 +46,7 @@ ROUTE_POLICY: dict[tuple[str, str], Access] = {
     ("GET", "/v1/keys"): "user",
     ("POST", "/v1/keys"): "user",
     ("DELETE", "/v1/keys/{key_id}"): "user",
+    ("POST", "/v1/keys/{key_id}/rotate"): "user",
     ("POST", "/v1/admin/users"): "admin",
     ("GET", "/v1/admin/users"): "admin",
     ("POST", "/v1/admin/users/{user_id}/keys"): "admin",

@@ -68,6 +68,7 @@ CASES = [
                                        "duration_min": 30}, 404, "no such video or learning path"),
     ("DELETE", f"/v1/calendar/sessions/{UNKNOWN}", None, 404, "no such session"),
     ("DELETE", f"/v1/keys/{UNKNOWN}", None, 404, "no such active key"),
+    ("POST", f"/v1/keys/{UNKNOWN}/rotate", None, 404, "no such active key"),
     ("GET", "/calendar/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.ics", None, 404, "no such calendar feed"),
     ("GET", "/calendar/short.ics", None, 422, "at least 20"),
     ("GET", "/v1/nothing-here", None, 404, "Not Found"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -64,6 +64,17 @@ async def create_my_key(body: KeyCreate, principal: CurrentUser, services: Servi
     key, row = await services.db.write(
         lambda c: service.create_key(c, principal.user_id, body.name, expires_at=body.expires_at)
     )
+    return NewKey(key=key, **row)
+
+
+@router.post("/v1/keys/{key_id}/rotate", status_code=status.HTTP_201_CREATED)
+async def rotate_my_key(key_id: UUID, principal: CurrentUser, services: ServicesDep) -> NewKey:
+    """Replace a key: the new one is shown once; the old one works for the overlap window, then expires."""
+    overlap = timedelta(seconds=services.settings.key_rotation_overlap_s)
+    rotated = await service.rotate_key(services, principal.user_id, key_id, overlap)
+    if rotated is None:
+        raise HTTPException(404, detail="no such active key")
+    key, row = rotated
     return NewKey(key=key, **row)
 
 

@@ -84,6 +84,28 @@ async def list_keys(conn: asyncpg.Connection, user_id: UUID) -> list[dict[str, A
     return [dict(r) for r in rows]
 
 
+async def rotate_key(services: Services, user_id: UUID, key_id: UUID,
+                     overlap: timedelta) -> tuple[str, dict[str, Any]] | None:
+    """A new key with the same name; the old one keeps working for ``overlap``, then expires."""
+    async def rotate(conn: asyncpg.Connection) -> tuple[str, dict[str, Any], bytes] | None:
+        old = await conn.fetchrow(
+            "UPDATE api_keys SET expires_at = LEAST(COALESCE(expires_at, 'infinity'), now() + $3) "
+            "WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL "
+            "AND (expires_at IS NULL OR expires_at > now()) RETURNING name, key_hash",
+            key_id, user_id, overlap)
+        if old is None:
+            return None
+        key, row = await create_key(conn, user_id, old["name"])
+        return key, row, old["key_hash"]
+
+    rotated = await services.db.write(rotate)
+    if rotated is None:
+        return None
+    key, row, old_hash = rotated
+    await services.cache.delete(_key_cache(old_hash))  # the shortened expiry applies at once
+    return key, row
+
+
 async def revoke_key(services: Services, user_id: UUID | None, key_id: UUID) -> bool:
     """Revoke a key (of ``user_id`` unless None: operators); drop it from the lookup cache at once."""
     key_hash = await services.db.write(lambda c: c.fetchval(

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     rate_limit_anonymous: str = "120/minute"
     rate_limit_auth_failures: str = "20/minute"
 
+    key_rotation_overlap_s: int = Field(24 * 3600, ge=0, description="old key's life after a rotation")
+
     # Caches.
     cache_answer_ttl_s: int = 24 * 3600
     cache_search_ttl_s: int = 3600
