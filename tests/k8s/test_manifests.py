@@ -61,6 +61,13 @@ def test_probes_ports_and_graceful_drain(manifests):
     assert pod["terminationGracePeriodSeconds"] > pre_stop + GUNICORN_GRACEFUL_TIMEOUT_S
 
 
+def test_migrations_run_before_a_pod_takes_traffic(manifests):
+    pod = manifests[("Deployment", "chatwizard")]["spec"]["template"]["spec"]
+    assert [c["command"] for c in pod["initContainers"]] == [["chatwizard", "migrate"]]
+    assert manifests[("Job", "chatwizard-migrate")]["spec"]["template"]["spec"]["containers"][0]["command"] == \
+        ["chatwizard", "migrate"]
+
+
 def test_autoscaling_and_disruption_budget(manifests):
     hpa = manifests[("HorizontalPodAutoscaler", "chatwizard")]
     assert hpa["apiVersion"] == "autoscaling/v2"
