@@ -11,6 +11,7 @@ import asyncpg
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import ORJSONResponse
 
 from chatwizard.accounts.routes import router as accounts_router
@@ -61,6 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(asyncpg.PostgresConnectionError, database_unavailable)
     app.add_exception_handler(ConnectionError, database_unavailable)
     app.add_exception_handler(OSError, database_unavailable)
+    if settings.cors_origins:  # none by default: the API is called by apps and servers, not other sites
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"], max_age=600)
     app.add_middleware(RequestMiddleware, settings=settings)
     return app
 

@@ -86,6 +86,7 @@ def test_network_is_default_deny_with_explicit_allows(manifests):
 def test_pgbouncer_pools_transactions_and_the_app_skips_prepared_statements(manifests):
     ini = manifests[("ConfigMap", "pgbouncer-config")]["data"]["pgbouncer.ini"]
     assert "pool_mode = transaction" in ini and "server_tls_sslmode = verify-full" in ini
+    assert "client_tls_sslmode = require" in ini  # the app's settings demand verify-full in production
     assert manifests[("ConfigMap", "chatwizard-config")]["data"]["CHATWIZARD_DB_STATEMENT_CACHE_SIZE"] == "0"
 
 

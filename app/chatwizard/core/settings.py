@@ -57,6 +57,8 @@ class Settings(BaseSettings):
 
     key_rotation_overlap_s: int = Field(24 * 3600, ge=0, description="old key's life after a rotation")
 
+    cors_origins: list[str] = Field([], description="browser origins allowed to call the API")
+
     # Caches.
     cache_answer_ttl_s: int = 24 * 3600
     cache_search_ttl_s: int = 3600
@@ -104,6 +106,19 @@ class Settings(BaseSettings):
     def _pool_bounds(self) -> Settings:
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("CHATWIZARD_DB_POOL_MIN must not exceed CHATWIZARD_DB_POOL_MAX")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_outside_development(self) -> Settings:
+        """Staging and production talk to Postgres and Redis over verified TLS only."""
+        if self.environment not in ("staging", "production"):
+            return self
+        for name, url in (("CHATWIZARD_DATABASE_URL", self.database_url),
+                          ("CHATWIZARD_REPLICA_URL", self.replica_url)):
+            if url is not None and "sslmode=verify-full" not in url.get_secret_value():
+                raise ValueError(f"{name} must use sslmode=verify-full in {self.environment}")
+        if not self.redis_url.get_secret_value().startswith("rediss://"):
+            raise ValueError(f"CHATWIZARD_REDIS_URL must be a rediss:// (TLS) URL in {self.environment}")
         return self
 
     @property
