@@ -12,8 +12,8 @@ TABLES_WITH_USER = ["users", "api_keys", "conversations", "learning_paths", "pro
                     "calendar_sessions", "calendar_feeds"]
 
 
-async def build_history(client) -> dict:
-    chat = (await client.post("/v1/chat", json={"question": f"How do I animate an NPC? {uuid.uuid4().hex}"})).json()
+async def build_history(client, question: str) -> dict:
+    chat = (await client.post("/v1/chat", json={"question": f"{question} {uuid.uuid4().hex}"})).json()
     video = chat["videos"][0]["id"]
     await client.post("/v1/progress/events", json={"event_id": str(uuid.uuid4()), "video_id": video, "kind": "click"})
     path = (await client.post("/v1/paths", json={"title": "Mine", "video_ids": [video]})).json()
@@ -26,7 +26,7 @@ async def build_history(client) -> dict:
 async def test_export_contains_everything(app_server: AppServer, make_user):
     user = await make_user()
     async with app_server.client(user.key) as client:
-        made = await build_history(client)
+        made = await build_history(client, "How do I animate an NPC?")
         export = (await client.get("/v1/me/export")).json()
     assert export["account"]["email"] == user.email
     assert len(export["api_keys"]) == 1 and "key_hash" not in export["api_keys"][0]
@@ -41,7 +41,9 @@ async def test_erase_leaves_no_row_and_no_redis_key(app_server: AppServer, datab
                                                     make_user):
     user, other = await make_user(), await make_user()
     async with app_server.client(user.key) as client:
-        made = await build_history(client)
+        # Words no other test asks, so the answer is fresh (a miss) and this user puts it in the cache.
+        made = await build_history(client, "Which lesson covers quaternion interpolation along camera rails?")
+        assert made["chat"]["cache"] is None, made["chat"]
         store = redis.Redis.from_url(redis_node.url)
         answer_keys = store.smembers(f"cw:user:{user.id}:cache")
         assert answer_keys, "the chat should have put an answer in the shared cache"
