@@ -26,8 +26,8 @@ import pytest
 from chatwizard.accounts import service as accounts
 from chatwizard.core.migrate import migrate
 from chatwizard.estate.postgres import PostgresNode, start_pair
+from chatwizard.estate.processes import stop_process, wait_ready
 from chatwizard.estate.redis import RedisNode
-from chatwizard.estate.up import stop_process, wait_ready
 from chatwizard.videos.sample import SAMPLE_DIR
 from fakellm.config import FakeLLMConfig
 from fakellm.testing import RunningFakeLLM, running_fake_llm

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from chatwizard.estate.up import stop_process
+from chatwizard.estate.processes import stop_process
 from tests.conftest import AppServer, app_env, metric_value, start_server
 
 

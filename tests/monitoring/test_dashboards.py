@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from chatwizard.estate.processes import wait_ready
 from monitoring.catalog import known_metrics, metric_names
 from monitoring.dashboards import generate
 from monitoring.generate import rule_files
@@ -29,15 +29,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                                 f"--storage.tsdb.path={state / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/-/ready").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "prometheus did not start"
-        time.sleep(0.2)
+    wait_ready(f"{url}/-/ready", process, timeout_s=30)
     yield url
     process.terminate()
     process.wait(10)

@@ -7,18 +7,16 @@ swapped for one local webhook, so routing is tested as it is in production.
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from chatwizard.estate.ports import EstatePorts
+from chatwizard.estate.processes import stop_process, wait_ready
 
 MONITORING = Path(__file__).resolve().parents[3] / "monitoring"
 SCRAPE_INTERVAL = "5s"
@@ -88,24 +86,7 @@ def spawn(name: str, args: list[str], log: Path, env: dict[str, str] | None = No
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
 
-    def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-    return name, stop
-
-
-def wait_ready(url: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout_s:.0f} s")
+    return name, lambda: stop_process(process, timeout_s=15)
 
 
 def start_monitoring(state: Path, ports: EstatePorts, targets: Targets) -> list[tuple[str, Stop]]:

@@ -16,10 +16,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 from chatwizard.estate.monitoring import Targets, start_monitoring
 from chatwizard.estate.ports import EstatePorts
+from chatwizard.estate.processes import stop_process, wait_ready
 
 DEMO_EMAIL = "demo@example.com"
 
@@ -42,27 +41,6 @@ def start_app(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
     with log_file.open("ab") as log:
         return subprocess.Popen([chatwizard, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the app exited with code {process.returncode}; see its log")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready after {timeout_s:.0f} s")
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def demo_key(env: dict[str, str], state_dir: Path) -> str:
