@@ -1,3 +1,11 @@
-"""Pulumi entry point. The program is not written yet (issue #6): fail clearly rather than deploy nothing."""
+"""Pulumi entry point (`main: infra/` in Pulumi.yaml): validate the stack config, then build the estate."""
 
-raise SystemExit("The Chat Wizard Pulumi program is not written yet (issue #6); see infra/README.md.")
+import sys
+from pathlib import Path
+
+# Pulumi runs this file as a script; make `infra` importable as the package the tests import too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from infra import config, program
+
+program.build(config.load())

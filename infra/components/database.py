@@ -1,0 +1,162 @@
+"""RDS PostgreSQL with pgvector: KMS-encrypted, TLS enforced (`rds.force_ssl`), Performance Insights,
+point-in-time recovery, storage autoscaling, and encrypted read replicas with a replica-lag alarm.
+The app reaches it through PgBouncer (k8s/base/pgbouncer.yaml); pgvector is enabled by the app's
+first migration (`CREATE EXTENSION vector`), which RDS PostgreSQL 15.2+ allows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.ports import POSTGRES_PORT
+
+TYPE = "chatwizard:infra:Database"
+REPLICA_LAG_ALARM_S = 30  # the app itself stops reading from a replica past CHATWIZARD_REPLICA_MAX_LAG_S
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    engine_version: str
+    instance_class: str
+    replica_instance_class: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    multi_az: bool
+    read_replicas: int
+    backup_retention_days: int
+    deletion_protection: bool
+    password: pulumi.Input[str]
+    subnet_ids: list[pulumi.Output[str]]
+    security_group_id: pulumi.Output[str]
+    alarm_topic_arn: pulumi.Output[str]
+    tags: dict[str, str]
+
+
+class Database(pulumi.ComponentResource):
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.key = aws.kms.Key(
+            f"{name}-storage",
+            description="RDS storage and Performance Insights",
+            enable_key_rotation=True,
+            tags=args.tags,
+            opts=child,
+        )
+        subnets = aws.rds.SubnetGroup(name, subnet_ids=args.subnet_ids, tags=args.tags, opts=child)
+        major = args.engine_version.split(".")[0]
+        parameters = aws.rds.ParameterGroup(
+            name,
+            family=f"postgres{major}",
+            tags=args.tags,
+            opts=child,
+            parameters=[
+                {"name": "rds.force_ssl", "value": "1"},
+                {
+                    "name": "shared_preload_libraries",
+                    "value": "pg_stat_statements",
+                    "apply_method": "pending-reboot",
+                },
+                {"name": "log_min_duration_statement", "value": "500"},
+            ],
+        )
+        monitoring_role = aws.iam.Role(
+            f"{name}-monitoring",
+            tags=args.tags,
+            opts=child,
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "sts:AssumeRole",
+                            "Principal": {"Service": "monitoring.rds.amazonaws.com"},
+                        }
+                    ],
+                }
+            ),
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-monitoring",
+            role=monitoring_role.name,
+            opts=pulumi.ResourceOptions(parent=monitoring_role),
+            policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
+        )
+        common = {
+            "parameter_group_name": parameters.name,
+            "vpc_security_group_ids": [args.security_group_id],
+            "publicly_accessible": False,
+            "storage_encrypted": True,
+            "kms_key_id": self.key.arn,
+            "performance_insights_enabled": True,
+            "performance_insights_kms_key_id": self.key.arn,
+            "monitoring_interval": 30,
+            "monitoring_role_arn": monitoring_role.arn,
+            "deletion_protection": args.deletion_protection,
+            "auto_minor_version_upgrade": True,
+            "max_allocated_storage": args.max_allocated_storage_gb,
+            "port": POSTGRES_PORT,
+            "enabled_cloudwatch_logs_exports": ["postgresql"],
+            "tags": args.tags,
+        }
+        self.primary = aws.rds.Instance(
+            f"{name}-primary",
+            engine="postgres",
+            engine_version=args.engine_version,
+            instance_class=args.instance_class,
+            allocated_storage=args.allocated_storage_gb,
+            storage_type="gp3",
+            db_name="chatwizard",
+            username="chatwizard",
+            password=args.password,
+            db_subnet_group_name=subnets.name,
+            multi_az=args.multi_az,
+            backup_retention_period=args.backup_retention_days,
+            backup_window="02:00-03:00",
+            maintenance_window="sun:03:30-sun:04:30",
+            copy_tags_to_snapshot=True,
+            skip_final_snapshot=not args.deletion_protection,
+            final_snapshot_identifier=f"{name}-final" if args.deletion_protection else None,
+            **common,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection),
+        )
+        self.replicas = [
+            self._replica(f"{name}-replica-{index}", args, common)
+            for index in range(1, args.read_replicas + 1)
+        ]
+        self.primary_endpoint = self.primary.address
+        self.replica_endpoints = [replica.address for replica in self.replicas]
+        self.register_outputs(
+            {"primary_endpoint": self.primary_endpoint, "replica_endpoints": self.replica_endpoints}
+        )
+
+    def _replica(self, name: str, args: DatabaseArgs, common: dict) -> aws.rds.Instance:
+        """An encrypted read replica with its own lag alarm (backups stay on the primary)."""
+        replica = aws.rds.Instance(
+            name,
+            replicate_source_db=self.primary.identifier,
+            instance_class=args.replica_instance_class,
+            skip_final_snapshot=True,
+            **common,
+            opts=pulumi.ResourceOptions(parent=self.primary),
+        )
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-lag",
+            namespace="AWS/RDS",
+            metric_name="ReplicaLag",
+            dimensions={"DBInstanceIdentifier": replica.identifier},
+            statistic="Maximum",
+            period=60,
+            evaluation_periods=3,
+            threshold=REPLICA_LAG_ALARM_S,
+            comparison_operator="GreaterThanThreshold",
+            alarm_actions=[args.alarm_topic_arn],
+            ok_actions=[args.alarm_topic_arn],
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=replica),
+        )
+        return replica

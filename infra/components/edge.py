@@ -1,0 +1,172 @@
+"""Cloudflare in front of the API: proxied DNS, TLS full (strict) to an Origin CA certificate, TLS 1.2+,
+HTTPS only with HSTS, HTTP/2 and HTTP/3, the Cloudflare managed and OWASP WAF rulesets, a per-address
+rate limit in front of /v1, and cache rules: static assets and thumbnails long at the edge, the
+authenticated API never."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_cloudflare as cloudflare
+import pulumi_tls as tls
+
+TYPE = "chatwizard:infra:Edge"
+
+# Cloudflare's published ids of its managed WAF rulesets.
+CLOUDFLARE_MANAGED_RULESET = "efb7b8c949ac4650a09736fc376e9aee"
+OWASP_CORE_RULESET = "4814384a9e5d4991b9815dcfc25d2f1f"
+HSTS_MAX_AGE_S = 31_536_000
+STATIC_EDGE_TTL_S = 30 * 86_400
+STATIC_BROWSER_TTL_S = 86_400
+ZONE_SETTINGS = {
+    "ssl": "strict",
+    "min_tls_version": "1.2",
+    "tls_1_3": "on",
+    "always_use_https": "on",
+    "automatic_https_rewrites": "on",
+    "http2": "on",
+    "http3": "on",
+    "security_header": {
+        "strict_transport_security": {
+            "enabled": True,
+            "max_age": HSTS_MAX_AGE_S,
+            "include_subdomains": True,
+            "preload": True,
+            "nosniff": True,
+        }
+    },
+}
+
+
+@dataclass(frozen=True)
+class EdgeArgs:
+    zone_id: str
+    hostname: str
+    dashboard_hostname: str  # Grafana, behind the same edge
+    origin_hostname: pulumi.Input[str]  # the cluster's load balancer
+    rate_limit_per_minute: int
+
+
+class Edge(pulumi.ComponentResource):
+    def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        zone = args.zone_id
+        for record, hostname in ((name, args.hostname), (f"{name}-dashboards", args.dashboard_hostname)):
+            cloudflare.DnsRecord(
+                record,
+                zone_id=zone,
+                name=hostname,
+                type="CNAME",
+                content=args.origin_hostname,
+                proxied=True,
+                ttl=1,
+                comment="Chat Wizard, via Cloudflare",
+                opts=child,
+            )
+        for setting, value in ZONE_SETTINGS.items():
+            cloudflare.ZoneSetting(
+                f"{name}-{setting.replace('_', '-')}",
+                zone_id=zone,
+                setting_id=setting,
+                value=value,
+                opts=child,
+            )
+        self._origin_certificate(name, [args.hostname, args.dashboard_hostname])
+        api = f'http.host eq "{args.hostname}"'
+        cloudflare.Ruleset(
+            f"{name}-waf",
+            zone_id=zone,
+            kind="zone",
+            phase="http_request_firewall_managed",
+            name="Managed WAF",
+            opts=child,
+            rules=[
+                {
+                    "action": "execute",
+                    "expression": "true",
+                    "description": description,
+                    "action_parameters": {"id": ruleset},
+                }
+                for ruleset, description in (
+                    (CLOUDFLARE_MANAGED_RULESET, "Cloudflare managed"),
+                    (OWASP_CORE_RULESET, "OWASP core"),
+                )
+            ],
+        )
+        cloudflare.Ruleset(
+            f"{name}-rate-limit",
+            zone_id=zone,
+            kind="zone",
+            phase="http_ratelimit",
+            name="API rate limit",
+            opts=child,
+            rules=[
+                {
+                    "action": "block",
+                    "description": "per address, before the app's own limits",
+                    "expression": f'{api} and starts_with(http.request.uri.path, "/v1/")',
+                    "ratelimit": {
+                        "characteristics": ["cf.colo.id", "ip.src"],
+                        "period": 60,
+                        "requests_per_period": args.rate_limit_per_minute,
+                        "mitigation_timeout": 60,
+                    },
+                }
+            ],
+        )
+        cloudflare.Ruleset(
+            f"{name}-cache",
+            zone_id=zone,
+            kind="zone",
+            phase="http_request_cache_settings",
+            name="Cache rules",
+            opts=child,
+            rules=[
+                {
+                    "action": "set_cache_settings",
+                    "description": "static assets and thumbnails",
+                    "expression": f'{api} and (starts_with(http.request.uri.path, "/static/") or '
+                    f'starts_with(http.request.uri.path, "/thumbnails/"))',
+                    "action_parameters": {
+                        "cache": True,
+                        "edge_ttl": {"mode": "override_origin", "default": STATIC_EDGE_TTL_S},
+                        "browser_ttl": {"mode": "override_origin", "default": STATIC_BROWSER_TTL_S},
+                    },
+                },
+                # Last, so it wins: answers to API keys are per user and must never be shared.
+                {
+                    "action": "set_cache_settings",
+                    "description": "never cache the API",
+                    "expression": f'{api} and (starts_with(http.request.uri.path, "/v1/") or '
+                    f'starts_with(http.request.uri.path, "/calendar/"))',
+                    "action_parameters": {"cache": False},
+                },
+            ],
+        )
+        self.url = f"https://{args.hostname}"
+        self.dashboard_url = f"https://{args.dashboard_hostname}"
+        self.register_outputs({"url": self.url, "dashboard_url": self.dashboard_url})
+
+    def _origin_certificate(self, name: str, hostnames: list[str]) -> None:
+        """The origin's certificate for full (strict) TLS, signed by Cloudflare's Origin CA."""
+        child = pulumi.ResourceOptions(parent=self)
+        key = tls.PrivateKey(f"{name}-origin", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        request = tls.CertRequest(
+            f"{name}-origin",
+            private_key_pem=key.private_key_pem,
+            subject={"common_name": hostnames[0]},
+            dns_names=hostnames,
+            opts=child,
+        )
+        certificate = cloudflare.OriginCaCertificate(
+            f"{name}-origin",
+            csr=request.cert_request_pem,
+            hostnames=hostnames,
+            request_type="origin-ecc",
+            requested_validity=5475,
+            opts=child,
+        )
+        self.origin_certificate_pem = certificate.certificate
+        self.origin_private_key_pem = key.private_key_pem

@@ -1,0 +1,172 @@
+"""Run the real Pulumi program for one stack under Pulumi's mock runtime and print what it declared.
+
+    python -m tests.infra.mock_stack staging [--set chatwizard:key=value ...] [--unset chatwizard:key]
+
+Prints JSON: every resource (type, name, URN, inputs) and the stack outputs. The cloud APIs are the
+only thing mocked: resource inputs are exactly what `pulumi up` would send, and `secure:` values are
+replaced by test secrets. A bad stack config exits non-zero with the program's error message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+from pulumi.runtime.mocks import MockMonitor
+
+from infra import config as stack_config
+from infra import program
+
+ROOT = Path(__file__).parents[2]
+CLOUDFLARE_IPV4 = ["173.245.48.0/20", "103.21.244.0/22"]  # a sample of Cloudflare's published ranges
+LOAD_BALANCER = "k8s-ingress-0123456789.elb.us-east-1.amazonaws.com"
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value on the wire
+
+
+def readable(value: Any) -> Any:
+    """Secret values as {"secret": value}, so tests can check what Pulumi would encrypt."""
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return {"secret": readable(value["value"])}
+        return {k: readable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [readable(v) for v in value]
+    return value
+
+
+def test_secret(key: str) -> str:
+    return f"test-secret-{key.replace(':', '-')}-0123456789"
+
+
+def stack_settings(stack: str, overrides: list[str], unset: list[str]) -> tuple[dict[str, str], list[str]]:
+    raw = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    values, secret_keys = {}, []
+    for key, value in raw.items():
+        if isinstance(value, dict) and "secure" in value:
+            values[key], _ = test_secret(key), secret_keys.append(key)
+        else:  # the engine hands the program lists and numbers as JSON text
+            values[key] = value if isinstance(value, str) else json.dumps(value)
+    for assignment in overrides:
+        key, _, value = assignment.partition("=")
+        values[key] = value
+    for key in unset:
+        values.pop(key, None)
+    return values, secret_keys
+
+
+def computed_outputs(args: MockResourceArgs) -> dict[str, Any]:
+    """What the providers would compute: endpoints, ARNs, certificates."""
+    name = args.name
+    by_type: dict[str, dict[str, Any]] = {
+        "aws:rds/instance:Instance": {
+            "address": f"{name}.abc123.us-east-1.rds.amazonaws.com",
+            "identifier": name,
+        },
+        "aws:eks/cluster:Cluster": {
+            "name": name,
+            "endpoint": f"https://{name}.eks.amazonaws.com",
+            "certificateAuthority": {"data": "Y2VydGlmaWNhdGU="},
+        },
+        "aws:elasticache/replicationGroup:ReplicationGroup": {
+            "primaryEndpointAddress": f"master.{name}.abc123.use1.cache.amazonaws.com"
+        },
+        "aws:s3/bucket:Bucket": {"bucket": f"{name}-0123"},
+        "tls:index/privateKey:PrivateKey": {"privateKeyPem": f"-----BEGIN PRIVATE KEY----- {name}"},
+        "tls:index/certRequest:CertRequest": {
+            "certRequestPem": f"-----BEGIN CERTIFICATE REQUEST----- {name}"
+        },
+        "tls:index/selfSignedCert:SelfSignedCert": {"certPem": f"-----BEGIN CERTIFICATE----- {name}"},
+        "tls:index/locallySignedCert:LocallySignedCert": {"certPem": f"-----BEGIN CERTIFICATE----- {name}"},
+        "cloudflare:index/originCaCertificate:OriginCaCertificate": {
+            "certificate": f"-----BEGIN CERTIFICATE----- {name}"
+        },
+        "kubernetes:core/v1:Service": {
+            "status": {"loadBalancer": {"ingress": [{"hostname": LOAD_BALANCER}]}}
+        },
+    }
+    return {"arn": f"arn:aws:mock:us-east-1:123456789012:{name}", "name": name, **by_type.get(args.typ, {})}
+
+
+class RecordingMocks(Mocks):
+    def __init__(self) -> None:
+        self.inputs: dict[tuple[str, str], dict] = {}
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
+        self.inputs[args.typ, args.name] = args.inputs
+        return f"{args.name}-id", {**computed_outputs(args), **args.inputs}
+
+    def call(self, args: MockCallArgs) -> dict:
+        if args.token == "cloudflare:index/getIpRanges:getIpRanges":
+            return {"ipv4Cidrs": CLOUDFLARE_IPV4, "ipv6Cidrs": []}
+        if args.token == "kubernetes:yaml:decode":
+            return {"result": [doc for doc in yaml.safe_load_all(args.args["text"]) if doc]}
+        raise NotImplementedError(f"no mock for the call {args.token}")
+
+
+class ParentRecordingMonitor(MockMonitor):
+    """Remembers each resource's parent, so tests can check that components own their children."""
+
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.parents: dict[str, str] = {}
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        self.parents[response.urn] = request.parent
+        return response
+
+
+def run(stack: str, overrides: list[str], unset: list[str]) -> dict[str, Any]:
+    values, secret_keys = stack_settings(stack, overrides, unset)
+    pulumi.runtime.set_all_config(values, secret_keys)
+    mocks = RecordingMocks()
+    monitor = ParentRecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="chatwizard", stack=stack, preview=False, monitor=monitor)
+    exports: dict[str, Any] = {}
+    resolved: dict[str, Any] = {}
+    pulumi.export = exports.__setitem__  # the program's exports, kept to resolve below
+
+    @pulumi.runtime.test
+    def deploy() -> pulumi.Output:
+        program.build(stack_config.load())
+        return pulumi.Output.from_input(exports).apply(resolved.update)
+
+    deploy()
+    resources = []
+    for urn in monitor.resources:
+        kind, name = urn.split("::")[2].split("$")[-1], urn.split("::")[3]
+        resources.append(
+            {
+                "urn": urn,
+                "type": kind,
+                "name": name,
+                "parent": monitor.parents.get(urn),
+                "inputs": readable(mocks.inputs[kind, name]),
+            }
+        )
+    return {"resources": resources, "outputs": resolved}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stack", choices=["staging", "production"])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--unset", action="append", default=[], metavar="KEY")
+    options = parser.parse_args()
+    try:
+        result = run(options.stack, options.set, options.unset)
+    except stack_config.StackConfigError as error:
+        sys.exit(str(error))
+    json.dump(result, sys.stdout, default=str, indent=1)
+
+
+if __name__ == "__main__":
+    main()

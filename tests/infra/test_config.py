@@ -1,0 +1,56 @@
+"""Stack configuration: a bad value stops the program with a message naming the key, and every key
+the stack files set is documented."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from infra.config import StackConfig
+
+from .conftest import ROOT, run_stack
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ["--set", "chatwizard:dbReadReplicas=two"],
+            "chatwizard:dbReadReplicas: Input should be a valid integer",
+        ),
+        (["--unset", "chatwizard:apiHostname"], "chatwizard:apiHostname: Field required"),
+        (
+            ["--set", 'chatwizard:availabilityZones=["us-east-1a"]'],
+            "chatwizard:availabilityZones: List should have",
+        ),
+        (
+            ["--set", "chatwizard:environment=prod"],
+            "chatwizard:environment: Input should be 'staging' or 'production'",
+        ),
+        (["--set", "chatwizard:dbReplicas=2"], "chatwizard:dbReplicas: Extra inputs are not permitted"),
+        (["--set", "chatwizard:nodeMinSize=5"], "nodeMinSize <= nodeDesiredSize <= nodeMaxSize"),
+    ],
+)
+def test_bad_config_names_the_key(change: list[str], message: str):
+    result = run_stack("staging", *change)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def documented_keys() -> set[str]:
+    return set(
+        re.findall(r"^\| `(?:chatwizard:)?([a-zA-Z:]+)`", (ROOT / "infra" / "README.md").read_text(), re.M)
+    )
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_every_stack_key_is_known_and_documented(stack: str):
+    keys = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    ours = {k.removeprefix("chatwizard:") for k in keys if k.startswith("chatwizard:")}
+    model = {field.alias for field in StackConfig.model_fields.values()}
+    assert ours <= model
+    assert model - ours <= {"sentryDsn"}  # optional keys a stack may leave out
+    assert (model | {k for k in keys if not k.startswith("chatwizard:")}) <= documented_keys()
