@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages.txt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint deps apt loadtest soak dashboards clean
+.PHONY: up test lint deps apt loadtest soak clean
 
 up: deps
 	$(BIN)/chatwizard up
@@ -38,5 +38,20 @@ apt:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# A load-test run with its report in loadtest/reports/ (loadtest/README.md): 10,000 users by default.
+USERS ?= 10000
+SCENARIO ?= load
+RAMP ?= 5m
+HOLD ?= 10m
+THINK_SCALE ?= 1
+loadtest: deps
+	$(BIN)/python -m loadrun --scenario $(SCENARIO) --users $(USERS) --ramp $(RAMP) --hold $(HOLD) \
+	  --think-scale $(THINK_SCALE)
+
+# Memory over time: 30 minutes at a steady load, RSS trend per hour in the report.
+soak: deps
+	$(BIN)/python -m loadrun --scenario soak --users $(or $(SOAK_USERS),2000) --ramp 2m --hold 30m \
+	  --think-scale $(THINK_SCALE) --no-ladder
+
 clean:
-	rm -rf $(VENV) .estate
+	rm -rf $(VENV) .estate .estate-perf

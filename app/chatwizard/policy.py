@@ -97,7 +97,8 @@ async def authorize(connection: HTTPConnection) -> None:
         raise HTTPException(403, detail="this API key's role may not call this endpoint")
 
 
-def current_principal(connection: HTTPConnection) -> Principal:
+async def current_principal(connection: HTTPConnection) -> Principal:
+    # async: FastAPI runs plain `def` dependencies in a thread pool, a hand-off per request for nothing.
     return connection.state.principal  # set by authorize(), which runs before every route
 
 

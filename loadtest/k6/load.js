@@ -1,7 +1,7 @@
 // Load: do 10,000 concurrent learners get chat answers with p95 < 3 s, under 1 % failures?
 // USERS (default 10000) ramp up over RAMP, then HOLD at peak. Think times are a learner's reading
 // pauses (5-20 s between steps); see loadtest/README.md for the full model.
-import { visit, createUsers, THRESHOLDS } from './lib/learner.js';
+import { visit, createUsers, keyFor, THRESHOLDS } from './lib/learner.js';
 
 const USERS = Number(__ENV.USERS || 10000);
 export const options = {
@@ -12,9 +12,9 @@ export const options = {
 };
 
 export function setup() {
-  return { keys: createUsers(USERS) };
+  return __ENV.KEYS_FILE ? {} : { keys: createUsers(USERS) };
 }
 
 export default function (data) {
-  visit(data.keys[(__VU - 1) % data.keys.length]);
+  visit(keyFor(data));
 }

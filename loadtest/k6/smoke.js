@@ -1,6 +1,6 @@
 // Smoke: does the whole learner journey still work end to end under a little load? (A few hundred
 // users for about a minute; runs in the default test suite so the scenario never rots.)
-import { visit, createUsers, THRESHOLDS } from './lib/learner.js';
+import { visit, createUsers, keyFor, THRESHOLDS } from './lib/learner.js';
 
 const USERS = Number(__ENV.USERS || 200);
 export const options = {
@@ -16,5 +16,5 @@ export function setup() {
 }
 
 export default function (data) {
-  visit(data.keys[(__VU - 1) % data.keys.length]);
+  visit(keyFor(data));
 }

@@ -1,5 +1,5 @@
 // Soak: at a steady load for a long time (DURATION, default 30m), does memory stay flat and latency hold?
-import { visit, createUsers, THRESHOLDS } from './lib/learner.js';
+import { visit, createUsers, keyFor, THRESHOLDS } from './lib/learner.js';
 
 const USERS = Number(__ENV.USERS || 1000);
 export const options = {
@@ -9,9 +9,9 @@ export const options = {
 };
 
 export function setup() {
-  return { keys: createUsers(USERS) };
+  return __ENV.KEYS_FILE ? {} : { keys: createUsers(USERS) };
 }
 
 export default function (data) {
-  visit(data.keys[(__VU - 1) % data.keys.length]);
+  visit(keyFor(data));
 }

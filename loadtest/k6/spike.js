@@ -1,5 +1,5 @@
 // Spike: when learners arrive all at once (x5 in 30 s), do we keep answering and recover?
-import { visit, createUsers, THRESHOLDS } from './lib/learner.js';
+import { visit, createUsers, keyFor, THRESHOLDS } from './lib/learner.js';
 
 const USERS = Number(__ENV.USERS || 2000);
 export const options = {
@@ -11,9 +11,9 @@ export const options = {
 };
 
 export function setup() {
-  return { keys: createUsers(USERS) };
+  return __ENV.KEYS_FILE ? {} : { keys: createUsers(USERS) };
 }
 
 export default function (data) {
-  visit(data.keys[(__VU - 1) % data.keys.length]);
+  visit(keyFor(data));
 }

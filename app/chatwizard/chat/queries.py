@@ -20,27 +20,35 @@ async def owns_conversation(conn: asyncpg.Connection, user_id: UUID, conversatio
     ))
 
 
+# One statement (atomic on its own, one round trip): start or touch the conversation, then store the
+# question and the answer. $1 is NULL for a new conversation. Both messages share one timestamp, so
+# readers order by (created_at, role DESC): the user's question first.
+STORE_EXCHANGE = """
+WITH started AS (
+    INSERT INTO conversations (user_id, title) SELECT $2, $3 WHERE $1::uuid IS NULL RETURNING id
+), touched AS (
+    UPDATE conversations SET updated_at = now() WHERE id = $1 AND $1::uuid IS NOT NULL RETURNING id
+), conversation AS (
+    SELECT id FROM started UNION ALL SELECT id FROM touched
+), asked AS (
+    INSERT INTO messages (conversation_id, role, content) SELECT id, 'user', $4 FROM conversation
+)
+INSERT INTO messages (conversation_id, role, content, videos, answer_source, cache, input_tokens,
+                      output_tokens, cost_usd)
+SELECT id, 'assistant', $5, $6::jsonb, $7, $8, $9, $10, $11 FROM conversation
+RETURNING conversation_id, id
+"""
+
+
 async def store_exchange(conn: asyncpg.Connection, user_id: UUID, conversation_id: UUID | None,
                          question: str, answer: Answer) -> tuple[UUID, UUID]:
     """Store the question and the answer; start a conversation when none is given."""
-    if conversation_id is None:
-        conversation_id = await conn.fetchval(
-            "INSERT INTO conversations (user_id, title) VALUES ($1, $2) RETURNING id",
-            user_id, question[:TITLE_CHARS],
-        )
-    else:
-        await conn.execute("UPDATE conversations SET updated_at = now() WHERE id = $1", conversation_id)
-    await conn.execute(
-        "INSERT INTO messages (conversation_id, role, content) VALUES ($1, 'user', $2)",
-        conversation_id, question,
+    row = await conn.fetchrow(
+        STORE_EXCHANGE, conversation_id, user_id, question[:TITLE_CHARS], question, answer.text,
+        orjson.dumps(answer.videos).decode(), answer.source, answer.cache, answer.usage.input_tokens,
+        answer.usage.output_tokens, answer.usage.cost_usd,
     )
-    message_id = await conn.fetchval(
-        "INSERT INTO messages (conversation_id, role, content, videos, answer_source, cache, input_tokens,"
-        " output_tokens, cost_usd) VALUES ($1, 'assistant', $2, $3::jsonb, $4, $5, $6, $7, $8) RETURNING id",
-        conversation_id, answer.text, orjson.dumps(answer.videos).decode(), answer.source, answer.cache,
-        answer.usage.input_tokens, answer.usage.output_tokens, answer.usage.cost_usd,
-    )
-    return conversation_id, message_id
+    return row["conversation_id"], row["id"]
 
 
 async def list_conversations(conn: asyncpg.Connection, user_id: UUID, limit: int) -> list[dict[str, Any]]:

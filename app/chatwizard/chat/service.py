@@ -137,7 +137,8 @@ async def chat_events(services: Services, principal: Principal, question: str,
             await remember_answer(services, principal, version, norm, embedding, answer)
     yield "videos", answer.videos
     conversation, message_id = await services.db.write(
-        lambda c: queries.store_exchange(c, principal.user_id, conversation_id, question, answer)
+        lambda c: queries.store_exchange(c, principal.user_id, conversation_id, question, answer),
+        transaction=False,
     )
     record_metrics(answer, channel, started, first_token_at)
     await services.activity.add_cost(answer.usage.cost_usd)

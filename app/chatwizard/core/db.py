@@ -33,6 +33,11 @@ SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
 """
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Released connections skip asyncpg's RESET ALL round trip: the app only ever sets
+    transaction-scoped state (SET LOCAL), which ends with its transaction."""
+
+
 class InstrumentedPool:
     """An asyncpg pool that reports size, use, waiters, acquire time and failures per node."""
 
@@ -49,7 +54,7 @@ class InstrumentedPool:
             self.pool = await asyncpg.create_pool(
                 self.dsn, min_size=s.db_pool_min, max_size=s.db_pool_max,
                 statement_cache_size=s.db_statement_cache_size, command_timeout=s.db_command_timeout_s,
-                timeout=s.db_command_timeout_s,
+                timeout=s.db_command_timeout_s, reset=keep_session,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError):
             metrics.DB_CONNECTION_FAILURES.labels(self.node).inc()
@@ -188,14 +193,16 @@ class Database:
                 metrics.DB_QUERY_ERRORS.labels("replica", type(exc).__name__).inc()
         return await self._run(self.primary, query)
 
-    async def write(self, query: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run a query on the primary inside a transaction."""
+    async def write(self, query: Callable[[asyncpg.Connection], Awaitable[T]], *,
+                    transaction: bool = True) -> T:
+        """Run a query on the primary inside a transaction (single statements are atomic already:
+        `transaction=False` saves the BEGIN and COMMIT round trips)."""
 
         async def in_transaction(conn: asyncpg.Connection) -> T:
             async with conn.transaction():
                 return await query(conn)
 
-        return await self._run(self.primary, in_transaction, count_read=False)
+        return await self._run(self.primary, in_transaction if transaction else query, count_read=False)
 
     async def _run(self, node: InstrumentedPool, query: Callable[[asyncpg.Connection], Awaitable[T]],
                    count_read: bool = True) -> T:

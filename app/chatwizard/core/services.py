@@ -40,8 +40,8 @@ class Services:
         await self.cache.close()
 
 
-def get_services(connection: HTTPConnection) -> Services:
-    return connection.app.state.services
+async def get_services(connection: HTTPConnection) -> Services:
+    return connection.app.state.services  # async so FastAPI does not hop to its thread pool
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

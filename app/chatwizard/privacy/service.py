@@ -27,7 +27,7 @@ EXPORT_QUERIES = {
                      "ORDER BY created_at",
     "messages": "SELECT m.id, m.conversation_id, m.role, m.content, m.videos, m.answer_source, m.created_at "
                 "FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = $1 "
-                "ORDER BY m.created_at",
+                "ORDER BY m.created_at, m.role DESC",
     "learning_paths": "SELECT p.id, p.title, p.created_at, "
                       "array_agg(v.video_id ORDER BY v.position) AS video_ids FROM learning_paths p "
                       "LEFT JOIN learning_path_videos v ON v.path_id = p.id WHERE p.user_id = $1 "

@@ -3,6 +3,7 @@
 import http from 'k6/http';
 import ws from 'k6/ws';
 import { check, sleep } from 'k6';
+import { SharedArray } from 'k6/data';
 import { Trend, Rate } from 'k6/metrics';
 import { nextQuestion, SEARCHES } from './questions.js';
 
@@ -11,7 +12,8 @@ const THINK_SCALE = Number(__ENV.THINK_SCALE || 1); // 1 = reading pauses of 5-2
 const STREAM_SHARE = Number(__ENV.STREAM_SHARE || 0.1); // share of chats over SSE
 const WS_SHARE = Number(__ENV.WS_SHARE || 0.05); // share of chats over WebSocket
 
-export const chatDuration = new Trend('chat_duration', true); // complete answer (JSON, SSE)
+export const chatDuration = new Trend('chat_duration', true); // complete answer, plain JSON requests
+export const streamDuration = new Trend('chat_stream_duration', true); // complete answer over SSE
 export const chatFirstToken = new Trend('chat_time_to_first_token', true); // WebSocket first token
 export const cacheHits = new Rate('chat_cache_hit');
 
@@ -34,7 +36,7 @@ function chatJson(params, question) {
 function chatStream(params, question) {
   const res = http.post(`${BASE_URL}/v1/chat/stream`, JSON.stringify({ question }), { ...params, tags: { name: 'chat_stream' } });
   check(res, { 'stream 200': (r) => r.status === 200, 'stream done': (r) => r.body.includes('event: done') });
-  chatDuration.add(res.timings.duration);
+  streamDuration.add(res.timings.duration);
   const match = res.body && res.body.match(/event: videos\ndata: (.*)\n/);
   return match ? JSON.parse(match[1]) : [];
 }
@@ -90,7 +92,17 @@ export function visit(key) {
   think(5, 15);
 }
 
-// setup(): one pro-tier user and key per virtual user, created through the admin API.
+// Keys made by the load-test runner (loadtest/loadrun), shared by all VUs without a copy each.
+const KEYS_FILE = __ENV.KEYS_FILE;
+const FILE_KEYS = KEYS_FILE ? new SharedArray('keys', () => JSON.parse(open(KEYS_FILE))) : null;
+
+// The virtual user's key: from KEYS_FILE, or from setup()'s createUsers.
+export function keyFor(data) {
+  const keys = FILE_KEYS || data.keys;
+  return keys[(__VU - 1) % keys.length];
+}
+
+// setup() without KEYS_FILE: one pro-tier user and key per virtual user, created through the admin API.
 export function createUsers(count) {
   const admin = { headers: { Authorization: `Bearer ${__ENV.ADMIN_KEY}`, 'Content-Type': 'application/json' } };
   const run = Date.now().toString(36);
@@ -112,5 +124,7 @@ export const THRESHOLDS = {
   http_req_duration: ['p(95)<3000'],
   'http_req_duration{name:chat}': ['p(95)<3000'],
   chat_duration: ['p(95)<3000'],
+  chat_stream_duration: ['p(95)<3000'],
+  chat_time_to_first_token: ['p(95)<3000'],
   checks: ['rate>0.99'],
 };

@@ -1,0 +1,48 @@
+// Ladder: what does each layer of the app cost, in one run on one machine? Four phases one after the
+// other at the same concurrency and no think time: a bare endpoint (/healthz), an authenticated chat
+// answered from the exact cache, one answered from the semantic cache (paraphrases), and cache misses
+// against the fake LLM at FIXED latency (the runner sets it), so the app's own overhead on a miss is
+// its p95 minus the stand-in's fixed time. Each phase is tagged `phase`; the runner reads the summary.
+import http from 'k6/http';
+import { check } from 'k6';
+import { SharedArray } from 'k6/data';
+import { TOPICS, uniqueQuestion } from './lib/questions.js';
+
+const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8000';
+const VUS = Number(__ENV.LADDER_VUS || 40);
+const PHASE_S = Number(__ENV.LADDER_PHASE_S || 20);
+const KEYS = new SharedArray('keys', () => JSON.parse(open(__ENV.KEYS_FILE)));
+const PHASES = ['bare', 'cached', 'semantic', 'miss'];
+
+export const options = {
+  scenarios: Object.fromEntries(PHASES.map((phase, i) => [phase, {
+    executor: 'constant-vus', vus: VUS, duration: `${PHASE_S}s`, startTime: `${i * (PHASE_S + 5)}s`,
+    exec: phase, tags: { phase } }])),
+  thresholds: Object.fromEntries(PHASES.flatMap((phase) => [
+    [`http_req_duration{phase:${phase}}`, ['p(95)<60000']], [`http_reqs{phase:${phase}}`, ['count>0']]])),
+  summaryTrendStats: ['avg', 'med', 'p(95)', 'p(99)', 'max'],
+};
+
+function chat(question, phase) {
+  const key = KEYS[(__VU - 1) % KEYS.length];
+  const res = http.post(`${BASE_URL}/v1/chat`, JSON.stringify({ question }), {
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, tags: { name: 'chat' } });
+  check(res, { [`${phase} 200`]: (r) => r.status === 200,
+    [`${phase} cache ${phase === 'miss' ? 'miss' : 'hit'}`]: (r) => (r.headers['X-Cache'] === 'miss') === (phase === 'miss') });
+}
+
+export function bare() {
+  check(http.get(`${BASE_URL}/healthz`), { 'bare 200': (r) => r.status === 200 });
+}
+
+export function cached() {
+  chat(TOPICS[0][0], 'cached');
+}
+
+export function semantic() {
+  chat(TOPICS[__ITER % TOPICS.length][1], 'semantic');
+}
+
+export function miss() {
+  chat(uniqueQuestion() + ` ${__VU}-${__ITER}`, 'miss');
+}
