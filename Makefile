@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages.txt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint deps apt loadtest soak clean
+.PHONY: up test lint deps apt loadtest soak db-docs security-audit clean
 
 up: deps
 	$(BIN)/chatwizard up
@@ -55,3 +55,14 @@ soak: deps
 
 clean:
 	rm -rf $(VENV) .estate .estate-perf
+
+# Query plans and the HNSW sweep on the load test's 100,000-video catalogue (docs/performance/).
+db-docs: deps
+	$(BIN)/python -m loadrun.dbdocs plans
+	$(BIN)/python -m loadrun.dbdocs hnsw
+
+# A deeper security audit against the running local estate (`make up` in another terminal):
+# bandit, live headers, bounded sqlmap; findings in docs/security/audit.md.
+security-audit: deps
+	$(BIN)/chatwizard security-audit --key "$$($(BIN)/chatwizard keys create --email security-audit@example.com \
+	  --tier pro --name audit | tail -1)"

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from chatwizard.accounts import service as accounts
+from chatwizard.core.crypto import new_key_entry
 from chatwizard.core.migrate import migrate
 from chatwizard.estate.postgres import PostgresNode, start_pair
 from chatwizard.estate.processes import stop_process, wait_ready
@@ -33,6 +34,7 @@ from fakellm.config import FakeLLMConfig
 from fakellm.testing import RunningFakeLLM, running_fake_llm
 
 TEST_OPENAI_KEY = "sk-test-fake-llm-key"  # accepted by the fake LLM only
+FIELD_KEYS = new_key_entry("t1")  # one ring for every app server the tests start on the shared database
 
 
 def free_port() -> int:
@@ -118,6 +120,7 @@ def app_env(databases: Databases, redis_node: RedisNode, fake_llm: RunningFakeLL
         # All test traffic comes from one address; per-address limits are tested on their own server.
         "CHATWIZARD_RATE_LIMIT_AUTH_FAILURES": "10000/minute",
         "CHATWIZARD_RATE_LIMIT_ANONYMOUS": "10000/minute",
+        "CHATWIZARD_FIELD_KEYS": FIELD_KEYS,
     }
     if fake_llm:
         env |= {"OPENAI_API_KEY": TEST_OPENAI_KEY, "OPENAI_BASE_URL": fake_llm.base_url}

@@ -98,6 +98,35 @@ def ingest(
 
 
 @app.command()
+def retention() -> None:
+    """Delete chat history and audit rows older than their retention periods (run daily)."""
+    from chatwizard.privacy.service import apply_retention
+
+    settings = get_settings()
+
+    async def work() -> dict[str, int]:
+        conn = await asyncpg.connect(settings.database_url.get_secret_value())
+        try:
+            return await apply_retention(conn, settings.retention_chat_days, settings.retention_audit_days)
+        finally:
+            await conn.close()
+
+    deleted = asyncio.run(work())
+    typer.echo("deleted: " + ", ".join(f"{n} {table}" for table, n in deleted.items()))
+
+
+@app.command("field-key")
+def field_key(version: Annotated[str, typer.Argument(help="the new key's version, e.g. v2")]) -> None:
+    """Print a new field-encryption key entry; put it first in CHATWIZARD_FIELD_KEYS to rotate."""
+    from chatwizard.core.crypto import new_key_entry
+
+    if not version.isalnum():
+        typer.echo("error: the version must be letters and digits, e.g. v2", err=True)
+        raise typer.Exit(2)
+    typer.echo(new_key_entry(version))
+
+
+@app.command()
 def seed() -> None:
     """Ingest the sample catalogue if the catalogue is empty (the local estate's first start)."""
     from chatwizard.videos.ingest import ingest as run_ingest
@@ -175,6 +204,22 @@ def keys_revoke(key_id: UUID) -> None:
         typer.echo("no such active key", err=True)
         raise typer.Exit(1)
     typer.echo("revoked")
+
+
+@app.command("security-audit")
+def security_audit(
+    key: Annotated[str, typer.Option(envvar="CHATWIZARD_AUDIT_KEY", help="an API key of the estate")],
+    base_url: Annotated[str, typer.Option(help="the running estate (loopback only)")] =
+    f"http://127.0.0.1:{EstatePorts.app}",
+    out: Annotated[Path, typer.Option(help="where to write the findings")] = Path("docs/security/audit.md"),
+) -> None:
+    """Bandit, live security headers and bounded sqlmap runs against a running estate; findings to a file."""
+    from chatwizard.estate.security_audit import run_audit
+
+    clean = run_audit(base_url.rstrip("/"), key, out)
+    typer.echo(f"wrote {out}: {'nothing to fix' if clean else 'FINDINGS to fix'}")
+    if not clean:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -12,13 +12,14 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import ORJSONResponse
 
 from chatwizard.accounts.routes import router as accounts_router
+from chatwizard.audit.routes import router as audit_router
 from chatwizard.calendar.routes import router as calendar_router
 from chatwizard.chat.routes import router as chat_router
 from chatwizard.core import metrics
 from chatwizard.core.observability import RequestMiddleware, configure_logging, init_sentry
+from chatwizard.core.responses import SafeJSONResponse
 from chatwizard.core.services import Services
 from chatwizard.core.settings import Settings, get_settings
 from chatwizard.health.routes import router as health_router
@@ -30,7 +31,7 @@ from chatwizard.videos.routes import router as videos_router
 
 log = structlog.get_logger(__name__)
 ROUTERS = [health_router, chat_router, videos_router, paths_router, progress_router, calendar_router,
-           accounts_router, privacy_router]
+           accounts_router, privacy_router, audit_router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="Chat Wizard API", version=version("chatwizard"), lifespan=lifespan,
-        default_response_class=ORJSONResponse, dependencies=[Depends(authorize)],
+        default_response_class=SafeJSONResponse, dependencies=[Depends(authorize)],
         description="Answers learners' questions with YouTube learning videos. Authenticate with "
                     "`Authorization: Bearer <API key>`.",
     )
@@ -70,26 +71,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def validation_error(request: Request, exc: Exception) -> ORJSONResponse:
+async def validation_error(request: Request, exc: Exception) -> SafeJSONResponse:
     """422 listing each problem (where and what); the offending input is not echoed back."""
     assert isinstance(exc, RequestValidationError)
     problems = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-    return ORJSONResponse({"detail": problems}, status_code=422)
+    return SafeJSONResponse({"detail": problems}, status_code=422)
 
 
-async def http_error(request: Request, exc: Exception) -> ORJSONResponse:
+async def http_error(request: Request, exc: Exception) -> SafeJSONResponse:
     assert isinstance(exc, HTTPException)
-    return ORJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return SafeJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def invalid_value(request: Request, exc: Exception) -> ORJSONResponse:
+async def invalid_value(request: Request, exc: Exception) -> SafeJSONResponse:
     """Values Postgres cannot take (e.g. NUL in a query parameter): the client's input, so a 422."""
-    return ORJSONResponse({"detail": "a parameter holds a value that cannot be stored or searched "
+    return SafeJSONResponse({"detail": "a parameter holds a value that cannot be stored or searched "
                                      "(for example a NUL character)"}, status_code=422)
 
 
-async def database_unavailable(request: Request, exc: Exception) -> ORJSONResponse:
+async def database_unavailable(request: Request, exc: Exception) -> SafeJSONResponse:
     log.error("database_unavailable", error=type(exc).__name__)
-    return ORJSONResponse({"detail": "the database is unavailable; try again shortly"}, status_code=503,
+    return SafeJSONResponse({"detail": "the database is unavailable; try again shortly"}, status_code=503,
                           headers={"Retry-After": "5"})
 

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection
 
+from chatwizard.audit import service as audit
 from chatwizard.core import metrics
 from chatwizard.core.security import Principal, authenticate
 
@@ -49,6 +50,8 @@ ROUTE_POLICY: dict[tuple[str, str], Access] = {
     ("POST", "/v1/keys/{key_id}/rotate"): "user",
     ("POST", "/v1/admin/users"): "admin",
     ("GET", "/v1/admin/users"): "admin",
+    ("PATCH", "/v1/admin/users/{user_id}"): "admin",
+    ("GET", "/v1/admin/audit"): "admin",
     ("POST", "/v1/admin/users/{user_id}/keys"): "admin",
 }
 
@@ -72,7 +75,8 @@ def route_key(connection: HTTPConnection) -> tuple[str, str] | None:
 
 
 async def authorize(connection: HTTPConnection) -> None:
-    """App-wide dependency: rate-limit and authenticate unless public, then check the caller's role."""
+    """App-wide dependency: rate-limit and authenticate unless public, then check the caller's role.
+    Failures, denials and 429s go to the audit trail."""
     key = route_key(connection)
     access = ROUTE_POLICY.get(key) if key else None
     if access == "public" and key in UNTHROTTLED:
@@ -80,20 +84,31 @@ async def authorize(connection: HTTPConnection) -> None:
     services = connection.app.state.services
     limiter = services.limiter
     address = connection.client.host if connection.client else "unknown"
-    if access == "public":
-        connection.state.rate_limit = await limiter.check(limiter.anonymous, "address", address)
-        return
+    path = key[1] if key else "unknown"
+    principal = None
     try:
-        principal = await authenticate(connection)
-    except HTTPException:
-        await limiter.check(limiter.auth_failures, "auth_failure", address)  # 429 once guessing persists
+        if access == "public":
+            connection.state.rate_limit = await limiter.check(limiter.anonymous, "address", address)
+            return
+        try:
+            principal = await authenticate(connection)
+        except HTTPException as failure:
+            await audit.record(services, "auth_failure", "failure", connection=connection, target=path,
+                               detail={"reason": failure.detail})
+            await limiter.check(limiter.auth_failures, "auth_failure", address)  # 429 once guessing persists
+            raise
+        connection.state.rate_limit = await limiter.check(limiter.tiers[principal.tier], "key",
+                                                          str(principal.key_id))
+    except HTTPException as refused:
+        if refused.status_code == 429:
+            await audit.record(services, "rate_limited", "denied", connection=connection,
+                               principal=principal, target=path)
         raise
-    tier_limit = limiter.tiers[principal.tier]
-    connection.state.rate_limit = await limiter.check(tier_limit, "key", str(principal.key_id))
     await services.activity.seen(principal.user_id)
     if access is None or principal.tier not in ROLE_GRANTS[access]:
-        path = key[1] if key else "unknown"
         metrics.AUTHZ_DENIALS.labels(path).inc()
+        await audit.record(services, "authz_denied", "denied", connection=connection, principal=principal,
+                           target=path)
         raise HTTPException(403, detail="this API key's role may not call this endpoint")
 
 

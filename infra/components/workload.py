@@ -199,5 +199,7 @@ class Workload(pulumi.ComponentResource):
 
 
 def _containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    pod = manifest.get("spec", {}).get("template", {}).get("spec", {})
+    spec = manifest.get("spec", {})
+    spec = spec.get("jobTemplate", {}).get("spec", spec)  # a CronJob's pod template is one level down
+    pod = spec.get("template", {}).get("spec", {})
     return [*pod.get("initContainers", []), *pod.get("containers", [])]

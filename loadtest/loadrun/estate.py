@@ -20,7 +20,7 @@ from chatwizard.core.security import display_hint, generate_key, hash_secret
 from chatwizard.estate.postgres import start_pair
 from chatwizard.estate.processes import stop_process, wait_ready
 from chatwizard.estate.redis import RedisNode
-from chatwizard.estate.up import start_app
+from chatwizard.estate.up import field_keys, start_app
 
 BIN = Path(sys.executable).parent
 FAKE_OPENAI_KEY = "sk-loadtest-fake-llm"  # accepted by the fake LLM only
@@ -141,6 +141,7 @@ def perf_estate(state_dir: Path, videos: int) -> Iterator[PerfEstate]:
             "CHATWIZARD_METRICS_MULTIPROC_DIR": str(state_dir / "metrics"),
             "OPENAI_API_KEY": FAKE_OPENAI_KEY,
             "OPENAI_BASE_URL": f"{llm_url}/v1",
+            "CHATWIZARD_FIELD_KEYS": field_keys(state_dir),
         }
         chatwizard(env, "migrate")
         httpx.post(

@@ -84,6 +84,12 @@ ADMIN_CASES = [
     ("POST", f"/v1/admin/users/{UNKNOWN}/keys", {"name": ""}, 422, "at least 1"),
     ("DELETE", f"/v1/admin/users/{UNKNOWN}", None, 404, "no such user"),
     ("DELETE", "/v1/admin/users/not-a-uuid", None, 422, "UUID"),
+    ("PATCH", f"/v1/admin/users/{UNKNOWN}", {"tier": "pro"}, 404, "no such user"),
+    ("PATCH", f"/v1/admin/users/{UNKNOWN}", {"tier": "root"}, 422, "free"),
+    ("PATCH", f"/v1/admin/users/{UNKNOWN}", {"tier": "pro", "email": "x@example.com"}, 422, "Extra inputs"),
+    ("GET", "/v1/admin/audit?limit=5000", None, 422, "limit"),
+    ("GET", "/v1/admin/audit?action=DROP%20TABLE", None, 422, "action"),
+    ("GET", "/v1/admin/audit?since=yesterday", None, 422, "since"),
 ]
 # Routes that take no input beyond the caller's key, so there is nothing to get wrong.
 NO_INPUT = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/paths"), ("GET", "/v1/progress"),

@@ -27,7 +27,8 @@ async def test_export_contains_everything(app_server: AppServer, make_user):
     user = await make_user()
     async with app_server.client(user.key) as client:
         made = await build_history(client, "How do I animate an NPC?")
-        export = (await client.get("/v1/me/export")).json()
+        await client.get("/v1/me/export")
+        export = (await client.get("/v1/me/export")).json()  # the first export is in the second's record
     assert export["account"]["email"] == user.email
     assert len(export["api_keys"]) == 1 and "key_hash" not in export["api_keys"][0]
     assert [c["id"] for c in export["conversations"]] == [made["chat"]["conversation_id"]]
@@ -35,6 +36,7 @@ async def test_export_contains_everything(app_server: AppServer, make_user):
     assert export["learning_paths"][0]["video_ids"] == [made["video"]]
     assert export["progress_events"][0]["kind"] == "click" and export["video_progress"][0]["clicks"] == 1
     assert len(export["calendar_sessions"]) == 1 and export["calendar_feed"] is True
+    assert [e["action"] for e in export["security_events"]] == ["data_exported"]
 
 
 async def test_erase_leaves_no_row_and_no_redis_key(app_server: AppServer, databases: Databases, redis_node,
@@ -49,6 +51,7 @@ async def test_erase_leaves_no_row_and_no_redis_key(app_server: AppServer, datab
         assert answer_keys, "the chat should have put an answer in the shared cache"
         [key] = (await client.get("/v1/keys")).json()
         assert [k for k in store.scan_iter() if key["id"].encode() in k], "their rate-limit window should exist"
+        assert (await client.get("/v1/me/export")).status_code == 200  # an audit row that names them
         assert (await client.delete("/v1/me")).status_code == 204
         assert (await client.get("/v1/me")).status_code == 401
     for table in TABLES_WITH_USER:
@@ -56,6 +59,8 @@ async def test_erase_leaves_no_row_and_no_redis_key(app_server: AppServer, datab
         assert databases.primary.psql(f"SELECT count(*) FROM {table} WHERE {column} = '{user.id}'") == "0", table
     conversation = made["chat"]["conversation_id"]
     assert databases.primary.psql(f"SELECT count(*) FROM messages WHERE conversation_id = '{conversation}'") == "0"
+    assert databases.primary.psql(  # their security record stays, without naming them
+        f"SELECT count(*) FROM audit_events WHERE actor_user = '{user.id}' OR target = 'user:{user.id}'") == "0"
     assert [k for k in store.scan_iter() if str(user.id).encode() in k or key["id"].encode() in k] == []
     assert not any(store.exists(k.decode()) for k in answer_keys if b"#" not in k), "their cached answer survived"
     assert store.zscore("cw:sess:last", str(user.id)) is None

@@ -1,20 +1,23 @@
-"""Settings refuse unsafe production configuration with a message naming the variable."""
+"""Settings refuse unsafe production configuration (no TLS, no field-encryption keys) with a message
+naming the variable."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
+from chatwizard.core.crypto import new_key_entry
 from chatwizard.core.settings import Settings
 
 SAFE = {"database_url": "postgresql://app@db.internal/chatwizard?sslmode=verify-full",
-        "redis_url": "rediss://cache.internal:6379/0"}
+        "redis_url": "rediss://cache.internal:6379/0", "field_keys": new_key_entry("v1")}
 
 
 @pytest.mark.parametrize(("override", "message"), [
     ({"database_url": "postgresql://app@db.internal/chatwizard"}, "CHATWIZARD_DATABASE_URL must use sslmode=verify-full"),
     ({"replica_url": "postgresql://app@replica.internal/chatwizard?sslmode=require"}, "CHATWIZARD_REPLICA_URL"),
     ({"redis_url": "redis://cache.internal:6379/0"}, "CHATWIZARD_REDIS_URL must be a rediss://"),
+    ({"field_keys": None}, "CHATWIZARD_FIELD_KEYS is required in production"),
 ])
 def test_production_requires_verified_tls(override, message):
     with pytest.raises(ValidationError, match=message):

@@ -68,6 +68,17 @@ def test_migrations_run_before_a_pod_takes_traffic(manifests):
         ["chatwizard", "migrate"]
 
 
+def test_retention_runs_daily_and_may_reach_the_database(manifests):
+    cron = manifests[("CronJob", "chatwizard-retention")]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    assert cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"] == \
+        ["chatwizard", "retention"]
+    jobs = manifests[("NetworkPolicy", "chatwizard-jobs")]["spec"]
+    assert jobs["egress"][0]["to"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "pgbouncer"}
+    names = jobs["podSelector"]["matchExpressions"][0]["values"]
+    assert {"chatwizard-migrate", "chatwizard-retention"} <= set(names)
+
+
 def test_autoscaling_and_disruption_budget(manifests):
     hpa = manifests[("HorizontalPodAutoscaler", "chatwizard")]
     assert hpa["apiVersion"] == "autoscaling/v2"

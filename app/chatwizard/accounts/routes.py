@@ -6,10 +6,11 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import EmailStr, Field
 
 from chatwizard.accounts import service
+from chatwizard.audit.service import record
 from chatwizard.core.models import StrictModel
 from chatwizard.core.services import ServicesDep
 from chatwizard.policy import CurrentUser
@@ -26,6 +27,10 @@ class KeyCreate(StrictModel):
 class UserCreate(StrictModel):
     email: EmailStr = Field(max_length=254)
     tier: Tier = "free"
+
+
+class TierChange(StrictModel):
+    tier: Tier
 
 
 class KeyInfo(StrictModel):
@@ -59,39 +64,64 @@ async def list_my_keys(principal: CurrentUser, services: ServicesDep) -> list[Ke
 
 
 @router.post("/v1/keys", status_code=status.HTTP_201_CREATED)
-async def create_my_key(body: KeyCreate, principal: CurrentUser, services: ServicesDep) -> NewKey:
+async def create_my_key(body: KeyCreate, principal: CurrentUser, services: ServicesDep,
+                        request: Request) -> NewKey:
     """Create another API key for a client; the key is shown only in this response."""
     key, row = await services.db.write(
         lambda c: service.create_key(c, principal.user_id, body.name, expires_at=body.expires_at)
     )
+    await record(services, "key_created", "success", connection=request, principal=principal,
+                 target=f"key:{row['id']}")
     return NewKey(key=key, **row)
 
 
 @router.post("/v1/keys/{key_id}/rotate", status_code=status.HTTP_201_CREATED)
-async def rotate_my_key(key_id: UUID, principal: CurrentUser, services: ServicesDep) -> NewKey:
+async def rotate_my_key(key_id: UUID, principal: CurrentUser, services: ServicesDep,
+                        request: Request) -> NewKey:
     """Replace a key: the new one is shown once; the old one works for the overlap window, then expires."""
     overlap = timedelta(seconds=services.settings.key_rotation_overlap_s)
     rotated = await service.rotate_key(services, principal.user_id, key_id, overlap)
     if rotated is None:
         raise HTTPException(404, detail="no such active key")
     key, row = rotated
+    await record(services, "key_rotated", "success", connection=request, principal=principal,
+                 target=f"key:{key_id}", detail={"replacement": str(row["id"]), "overlap_s": overlap.seconds})
     return NewKey(key=key, **row)
 
 
 @router.delete("/v1/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_my_key(key_id: UUID, principal: CurrentUser, services: ServicesDep) -> None:
+async def revoke_my_key(key_id: UUID, principal: CurrentUser, services: ServicesDep,
+                        request: Request) -> None:
     """Revoke one of your keys; it stops working at once."""
     if not await service.revoke_key(services, principal.user_id, key_id):
         raise HTTPException(404, detail="no such active key")
+    await record(services, "key_revoked", "success", connection=request, principal=principal,
+                 target=f"key:{key_id}")
 
 
 @router.post("/v1/admin/users", status_code=status.HTTP_201_CREATED)
-async def admin_create_user(body: UserCreate, services: ServicesDep) -> dict[str, Any]:
+async def admin_create_user(body: UserCreate, services: ServicesDep, principal: CurrentUser,
+                            request: Request) -> dict[str, Any]:
     """Create a user (admin)."""
     exists = await services.db.write(lambda c: c.fetchval("SELECT 1 FROM users WHERE email = $1", body.email))
     if exists:
         raise HTTPException(409, detail="a user with this email already exists")
-    return await services.db.write(lambda c: service.create_user(c, body.email, body.tier))
+    user = await services.db.write(lambda c: service.create_user(c, body.email, body.tier))
+    await record(services, "user_created", "success", connection=request, principal=principal,
+                 target=f"user:{user['id']}", detail={"tier": body.tier})
+    return user
+
+
+@router.patch("/v1/admin/users/{user_id}")
+async def admin_change_tier(user_id: UUID, body: TierChange, services: ServicesDep, principal: CurrentUser,
+                            request: Request) -> dict[str, Any]:
+    """Change a user's tier (role) (admin); it applies to their keys at once."""
+    changed = await service.change_tier(services, user_id, body.tier)
+    if changed is None:
+        raise HTTPException(404, detail="no such user")
+    await record(services, "role_changed", "success", connection=request, principal=principal,
+                 target=f"user:{user_id}", detail={"from": changed["previous"], "to": body.tier})
+    return changed["user"]
 
 
 @router.get("/v1/admin/users")
@@ -106,7 +136,8 @@ async def admin_list_users(services: ServicesDep, limit: int = 100, offset: int 
 
 
 @router.post("/v1/admin/users/{user_id}/keys", status_code=status.HTTP_201_CREATED)
-async def admin_create_key(user_id: UUID, body: KeyCreate, services: ServicesDep) -> NewKey:
+async def admin_create_key(user_id: UUID, body: KeyCreate, services: ServicesDep, principal: CurrentUser,
+                           request: Request) -> NewKey:
     """Create a key for a user (admin); shown only in this response."""
     found = await services.db.write(lambda c: c.fetchval("SELECT 1 FROM users WHERE id = $1", user_id))
     if not found:
@@ -114,4 +145,6 @@ async def admin_create_key(user_id: UUID, body: KeyCreate, services: ServicesDep
     key, row = await services.db.write(
         lambda c: service.create_key(c, user_id, body.name, expires_at=body.expires_at)
     )
+    await record(services, "key_created", "success", connection=request, principal=principal,
+                 target=f"key:{row['id']}", detail={"for": f"user:{user_id}"})
     return NewKey(key=key, **row)

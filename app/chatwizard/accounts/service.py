@@ -116,3 +116,22 @@ async def revoke_key(services: Services, user_id: UUID | None, key_id: UUID) -> 
         return False
     await services.cache.delete(_key_cache(key_hash))
     return True
+
+
+async def change_tier(services: Services, user_id: UUID, tier: str) -> dict[str, Any] | None:
+    """Set a user's tier; their keys' cached lookups are dropped so the new role applies at once."""
+    async def change(conn: asyncpg.Connection) -> dict[str, Any] | None:
+        previous = await conn.fetchval("SELECT tier FROM users WHERE id = $1 FOR UPDATE", user_id)
+        if previous is None:
+            return None
+        user = await conn.fetchrow(
+            "UPDATE users SET tier = $2 WHERE id = $1 RETURNING id, email, tier, created_at", user_id, tier)
+        hashes = [r["key_hash"] for r in await conn.fetch("SELECT key_hash FROM api_keys WHERE user_id = $1",
+                                                          user_id)]
+        return {"previous": previous, "user": dict(user), "hashes": hashes}
+
+    changed = await services.db.write(change)
+    if changed is not None:
+        for key_hash in changed.pop("hashes"):
+            await services.cache.delete(_key_cache(key_hash))
+    return changed

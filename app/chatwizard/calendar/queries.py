@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     from chatwizard.calendar.routes import SessionCreate
 
 SESSION_COLUMNS = "id, video_id, path_id, title, starts_at, duration_min, created_at"
+SESSIONS = f"SELECT {SESSION_COLUMNS} FROM calendar_sessions WHERE user_id = $1 ORDER BY starts_at"
+FEED_OWNER = "SELECT user_id FROM calendar_feeds WHERE token_hash = $1"
 
 
 async def target_title(conn: asyncpg.Connection, user_id: UUID, video_id: str | None,
@@ -33,14 +35,12 @@ async def create_session(conn: asyncpg.Connection, user_id: UUID, body: SessionC
 
 
 async def sessions(conn: asyncpg.Connection, user_id: UUID) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        f"SELECT {SESSION_COLUMNS} FROM calendar_sessions WHERE user_id = $1 ORDER BY starts_at", user_id
-    )
+    rows = await conn.fetch(SESSIONS, user_id)
     return [dict(r) for r in rows]
 
 
 async def feed_sessions(conn: asyncpg.Connection, token_hash: bytes) -> list[dict[str, Any]] | None:
-    user_id = await conn.fetchval("SELECT user_id FROM calendar_feeds WHERE token_hash = $1", token_hash)
+    user_id = await conn.fetchval(FEED_OWNER, token_hash)
     if user_id is None:
         return None
     return await sessions(conn, user_id)

@@ -8,10 +8,13 @@ from uuid import UUID
 import asyncpg
 import orjson
 
+from chatwizard.core.crypto import FieldCipher
+
 if TYPE_CHECKING:
     from chatwizard.chat.service import Answer
 
 TITLE_CHARS = 80
+TITLE, CONTENT = "conversations.title", "messages.content"  # encrypted columns (core/crypto.py)
 
 
 async def owns_conversation(conn: asyncpg.Connection, user_id: UUID, conversation_id: UUID) -> bool:
@@ -40,26 +43,45 @@ RETURNING conversation_id, id
 """
 
 
-async def store_exchange(conn: asyncpg.Connection, user_id: UUID, conversation_id: UUID | None,
-                         question: str, answer: Answer) -> tuple[UUID, UUID]:
-    """Store the question and the answer; start a conversation when none is given."""
+async def store_exchange(conn: asyncpg.Connection, cipher: FieldCipher, user_id: UUID,
+                         conversation_id: UUID | None, question: str, answer: Answer) -> tuple[UUID, UUID]:
+    """Store the question and the answer (encrypted); start a conversation when none is given."""
     row = await conn.fetchrow(
-        STORE_EXCHANGE, conversation_id, user_id, question[:TITLE_CHARS], question, answer.text,
+        STORE_EXCHANGE, conversation_id, user_id, cipher.encrypt(question[:TITLE_CHARS], TITLE),
+        cipher.encrypt(question, CONTENT), cipher.encrypt(answer.text, CONTENT),
         orjson.dumps(answer.videos).decode(), answer.source, answer.cache, answer.usage.input_tokens,
         answer.usage.output_tokens, answer.usage.cost_usd,
     )
     return row["conversation_id"], row["id"]
 
 
-async def list_conversations(conn: asyncpg.Connection, user_id: UUID, limit: int) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT id, title, created_at, updated_at FROM conversations WHERE user_id = $1 "
-        "ORDER BY updated_at DESC LIMIT $2", user_id, limit,
-    )
-    return [dict(r) for r in rows]
+CONVERSATIONS = """
+SELECT id, title, created_at, updated_at FROM conversations
+WHERE user_id = $1 ORDER BY updated_at DESC LIMIT $2
+"""
+MESSAGES = """
+SELECT id, role, content, videos, answer_source, cache, created_at FROM messages
+WHERE conversation_id = $1 ORDER BY created_at, role DESC
+"""
 
 
-async def get_conversation(conn: asyncpg.Connection, user_id: UUID,
+def readable(row: asyncpg.Record, cipher: FieldCipher) -> dict[str, Any]:
+    """A conversation or message row with its encrypted text decrypted."""
+    out = dict(row)
+    for column, field in (("title", TITLE), ("content", CONTENT)):
+        if column in out:
+            out[column] = cipher.decrypt(out[column], field)
+    if isinstance(out.get("videos"), str):
+        out["videos"] = orjson.loads(out["videos"])
+    return out
+
+
+async def list_conversations(conn: asyncpg.Connection, cipher: FieldCipher, user_id: UUID,
+                             limit: int) -> list[dict[str, Any]]:
+    return [readable(r, cipher) for r in await conn.fetch(CONVERSATIONS, user_id, limit)]
+
+
+async def get_conversation(conn: asyncpg.Connection, cipher: FieldCipher, user_id: UUID,
                            conversation_id: UUID) -> dict[str, Any] | None:
     head = await conn.fetchrow(
         "SELECT id, title, created_at, updated_at FROM conversations WHERE id = $1 AND user_id = $2",
@@ -67,8 +89,5 @@ async def get_conversation(conn: asyncpg.Connection, user_id: UUID,
     )
     if head is None:
         return None
-    messages = await conn.fetch(
-        "SELECT id, role, content, videos, answer_source, cache, created_at FROM messages "
-        "WHERE conversation_id = $1 ORDER BY created_at, role DESC", conversation_id,
-    )
-    return {**dict(head), "messages": [{**dict(m), "videos": orjson.loads(m["videos"])} for m in messages]}
+    messages = await conn.fetch(MESSAGES, conversation_id)
+    return {**readable(head, cipher), "messages": [readable(m, cipher) for m in messages]}

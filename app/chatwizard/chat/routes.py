@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError
 
 from chatwizard.chat import queries, service
 from chatwizard.core.models import StrictModel
+from chatwizard.core.responses import safe_json
 from chatwizard.core.services import ServicesDep
 from chatwizard.policy import CurrentUser
 
@@ -60,6 +61,10 @@ async def chat_stream(body: ChatRequest, principal: CurrentUser, services: Servi
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+async def send(websocket: WebSocket, frame: dict[str, Any]) -> None:
+    await websocket.send_text(safe_json(frame).decode())
+
+
 @router.websocket("/v1/chat/ws")
 async def chat_ws(websocket: WebSocket, principal: CurrentUser, services: ServicesDep) -> None:
     """Send {"question": ...} frames; receive token frames, then videos, then done. One socket, many turns."""
@@ -69,16 +74,16 @@ async def chat_ws(websocket: WebSocket, principal: CurrentUser, services: Servic
             try:
                 request = ChatRequest.model_validate_json(await websocket.receive_text())
             except ValidationError as exc:
-                await websocket.send_json({"type": "error", "status": 422,
+                await send(websocket, {"type": "error", "status": 422,
                                            "detail": exc.errors(include_url=False, include_input=False)})
                 continue
             try:
                 async for kind, data in service.chat_events(services, principal, request.question,
                                                             request.conversation_id, "ws"):
-                    await websocket.send_json({"type": kind, "text": data} if kind == "token"
+                    await send(websocket, {"type": kind, "text": data} if kind == "token"
                                               else {"type": kind, "data": data})
             except service.ConversationNotFound:
-                await websocket.send_json({"type": "error", "status": 404, "detail": "no such conversation"})
+                await send(websocket, {"type": "error", "status": 404, "detail": "no such conversation"})
     except WebSocketDisconnect:
         return
 
@@ -87,16 +92,18 @@ async def chat_ws(websocket: WebSocket, principal: CurrentUser, services: Servic
 async def list_conversations(principal: CurrentUser, services: ServicesDep,
                              limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, Any]]:
     """Your conversations, most recently active first."""
-    return await services.db.read(lambda c: queries.list_conversations(c, principal.user_id, limit),
-                                  fresh=True)
+    return await services.db.read(
+        lambda c: queries.list_conversations(c, services.cipher, principal.user_id, limit), fresh=True)
 
 
 @router.get("/v1/conversations/{conversation_id}")
 async def get_conversation(conversation_id: UUID, principal: CurrentUser,
                            services: ServicesDep) -> dict[str, Any]:
     """One of your conversations with all its messages."""
-    found = await services.db.read(lambda c: queries.get_conversation(c, principal.user_id, conversation_id),
-                                   fresh=True)
+    found = await services.db.read(
+        lambda c: queries.get_conversation(c, services.cipher, principal.user_id, conversation_id),
+        fresh=True,
+    )
     if found is None:
         raise not_found()
     return found

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-import orjson
 import structlog
 
 from chatwizard.chat import queries, semantic_cache
 from chatwizard.core import metrics
 from chatwizard.core.llm import LLMUnavailable, Usage
+from chatwizard.core.responses import safe_json
 from chatwizard.core.security import Principal
 from chatwizard.core.services import Services
 from chatwizard.videos import service as videos
@@ -137,7 +137,8 @@ async def chat_events(services: Services, principal: Principal, question: str,
             await remember_answer(services, principal, version, norm, embedding, answer)
     yield "videos", answer.videos
     conversation, message_id = await services.db.write(
-        lambda c: queries.store_exchange(c, principal.user_id, conversation_id, question, answer),
+        lambda c: queries.store_exchange(c, services.cipher, principal.user_id, conversation_id, question,
+                                         answer),
         transaction=False,
     )
     record_metrics(answer, channel, started, first_token_at)
@@ -194,4 +195,4 @@ async def answer_once(services: Services, principal: Principal, question: str,
 
 def sse(kind: str, data: Any) -> bytes:
     payload = {"text": data} if kind == "token" else data
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+    return b"event: " + kind.encode() + b"\ndata: " + safe_json(payload) + b"\n\n"

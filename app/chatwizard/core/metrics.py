@@ -135,6 +135,11 @@ COST_PER_USER = Gauge(
 AUTH_FAILURES = Counter("chatwizard_auth_failures_total", "Rejected credentials", ["reason"])
 AUTHZ_DENIALS = Counter("chatwizard_authz_denials_total", "Authorisation denials", ["route"])
 RATE_LIMITED = Counter("chatwizard_rate_limited_total", "Requests refused with 429", ["scope"])
+AUDIT_EVENTS = Counter(
+    "chatwizard_audit_events_total",
+    "Security events for the audit trail: row stored, repeat folded into one, or write failed",
+    ["action", "result"],
+)
 
 # --- build ---------------------------------------------------------------------------------
 BUILD_INFO = Gauge(

@@ -57,6 +57,8 @@ def configure_logging(settings: Settings, stream: TextIO = sys.stdout) -> None:
     )
     logging.basicConfig(level=level, stream=stream, format="%(message)s")
     logging.getLogger("uvicorn.access").disabled = True
+    # One line per LLM or embedding call is noise next to the request summary (the metrics count them).
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
 
 
 def init_sentry(settings: Settings) -> None:

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 
 from chatwizard.core.activity import Activity
 from chatwizard.core.cache import Cache
+from chatwizard.core.crypto import FieldCipher
 from chatwizard.core.db import Database
 from chatwizard.core.llm import LocalProvider, Provider, make_provider
 from chatwizard.core.ratelimit import RateLimiter
@@ -24,6 +25,7 @@ class Services:
     llm: Provider
     activity: Activity
     limiter: RateLimiter
+    cipher: FieldCipher
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -33,7 +35,8 @@ class Services:
         if isinstance(llm, LocalProvider):
             await llm.warm_up()
         cache = Cache(settings)
-        return cls(settings, db, cache, llm, Activity(cache), RateLimiter(settings, cache))
+        ring = settings.field_keys.get_secret_value() if settings.field_keys else None
+        return cls(settings, db, cache, llm, Activity(cache), RateLimiter(settings, cache), FieldCipher(ring))
 
     async def stop(self) -> None:
         await self.db.close()

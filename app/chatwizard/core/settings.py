@@ -10,8 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chatwizard.core.crypto import parse_ring
 
 # Ports are facts other parts of the estate (gunicorn, k8s, Prometheus config) import from here.
 APP_PORT = 8000
@@ -56,6 +58,9 @@ class Settings(BaseSettings):
     rate_limit_auth_failures: str = "20/minute"
 
     key_rotation_overlap_s: int = Field(24 * 3600, ge=0, description="old key's life after a rotation")
+    # Retention (`chatwizard retention`, a daily CronJob): what is older goes; docs/privacy.md.
+    retention_chat_days: int = Field(365, ge=1, description="keep questions and answers this long")
+    retention_audit_days: int = Field(400, ge=30, description="keep audit trail rows this long")
 
     cors_origins: list[str] = Field([], description="browser origins allowed to call the API")
 
@@ -98,10 +103,20 @@ class Settings(BaseSettings):
     # Catalogue seeding on first start of the local estate.
     sample_catalogue: bool = True
 
+    # Field-level encryption of chat text (core/crypto.py): "<version>:<base64 32 bytes>,...", first encrypts.
+    field_keys: SecretStr | None = None
+
     # Observability.
     sentry_dsn: SecretStr | None = None
     metrics_multiproc_dir: str | None = None
     memory_limit_bytes: int = Field(2 * 1024**3, description="memory budget when no cgroup limit applies")
+
+    @field_validator("field_keys")
+    @classmethod
+    def _key_ring(cls, ring: SecretStr | None) -> SecretStr | None:
+        if ring is not None:
+            parse_ring(ring.get_secret_value())  # a malformed ring fails at start, not on first chat
+        return ring
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
@@ -111,7 +126,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_outside_development(self) -> Settings:
-        """Staging and production talk to Postgres and Redis over verified TLS only."""
+        """Staging and production talk to Postgres and Redis over verified TLS only, and encrypt chat text."""
         if self.environment not in ("staging", "production"):
             return self
         for name, url in (("CHATWIZARD_DATABASE_URL", self.database_url),
@@ -120,6 +135,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} must use sslmode=verify-full in {self.environment}")
         if not self.redis_url.get_secret_value().startswith("rediss://"):
             raise ValueError(f"CHATWIZARD_REDIS_URL must be a rediss:// (TLS) URL in {self.environment}")
+        if self.field_keys is None:
+            raise ValueError(f"CHATWIZARD_FIELD_KEYS is required in {self.environment} (docs/security/)")
         return self
 
     @property

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from chatwizard.core.crypto import new_key_entry
 from chatwizard.estate.monitoring import Targets, start_monitoring
 from chatwizard.estate.ports import EstatePorts
 from chatwizard.estate.processes import stop_process, wait_ready
@@ -23,9 +24,19 @@ from chatwizard.estate.processes import stop_process, wait_ready
 DEMO_EMAIL = "demo@example.com"
 
 
+def field_keys(state_dir: Path) -> str:
+    """This laptop's field-encryption key ring, made once and kept (mode 0600) beside the data it opens."""
+    ring_file = state_dir / "field-keys"
+    if not ring_file.exists():
+        ring_file.touch(mode=0o600)
+        ring_file.write_text(new_key_entry("v1") + "\n")
+    return ring_file.read_text().strip()
+
+
 def app_environment(ports: EstatePorts, primary_dsn: str, replica_dsn: str, redis_url: str,
                     state_dir: Path) -> dict[str, str]:
     return {
+        "CHATWIZARD_FIELD_KEYS": field_keys(state_dir),
         **os.environ,
         "CHATWIZARD_PORT": str(ports.app),
         "CHATWIZARD_METRICS_PORT": str(ports.metrics),

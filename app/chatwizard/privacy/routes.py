@@ -5,34 +5,36 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-import structlog
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 
+from chatwizard.audit.service import record
 from chatwizard.core.services import ServicesDep
 from chatwizard.policy import CurrentUser
 from chatwizard.privacy import service
 
 router = APIRouter(tags=["privacy"])
-log = structlog.get_logger(__name__)
 
 
 @router.get("/v1/me/export")
-async def export_my_data(principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+async def export_my_data(principal: CurrentUser, services: ServicesDep, request: Request) -> dict[str, Any]:
     """Everything Chat Wizard holds about you, machine-readable (JSON)."""
-    log.info("privacy_export", user_id=str(principal.user_id))
-    return await services.db.read(lambda c: service.export(c, principal.user_id), fresh=True)
+    data = await services.db.read(lambda c: service.export(c, services.cipher, principal.user_id), fresh=True)
+    await record(services, "data_exported", "success", connection=request, principal=principal)
+    return data
 
 
 @router.delete("/v1/me", status_code=status.HTTP_204_NO_CONTENT)
 async def erase_me(principal: CurrentUser, services: ServicesDep) -> None:
     """Erase your account and everything derived from it (conversations, paths, progress, cache)."""
     await service.erase(services, principal.user_id)
-    log.info("privacy_erasure", subject="self")  # no personal data in the record
+    await record(services, "user_erased", "success", detail={"by": "self"})  # no personal data kept
 
 
 @router.delete("/v1/admin/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def admin_erase_user(user_id: UUID, services: ServicesDep) -> None:
+async def admin_erase_user(user_id: UUID, services: ServicesDep, principal: CurrentUser,
+                           request: Request) -> None:
     """Erase a user on their request (admin)."""
     if not await service.erase(services, user_id):
         raise HTTPException(404, detail="no such user")
-    log.info("privacy_erasure", subject="admin_request")
+    await record(services, "user_erased", "success", connection=request, principal=principal,
+                 detail={"by": "admin"})

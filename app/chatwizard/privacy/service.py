@@ -14,11 +14,15 @@ from uuid import UUID
 import asyncpg
 import orjson
 
+from chatwizard.audit import service as audit
+from chatwizard.chat.queries import readable
 from chatwizard.chat.service import user_cache_set
 from chatwizard.core.activity import LAST_SEEN, STARTED
+from chatwizard.core.crypto import FieldCipher
 from chatwizard.core.ratelimit import KEY_PREFIX
 from chatwizard.core.services import Services
 
+ENCRYPTED_SECTIONS = {"conversations", "messages"}  # their text columns are field-encrypted
 EXPORT_QUERIES = {
     "account": "SELECT id, email, tier, created_at FROM users WHERE id = $1",
     "api_keys": "SELECT id, name, display_hint, scopes, created_at, expires_at, last_used_at, revoked_at "
@@ -38,16 +42,20 @@ EXPORT_QUERIES = {
                       "WHERE user_id = $1",
     "calendar_sessions": "SELECT id, video_id, path_id, title, starts_at, duration_min, created_at "
                          "FROM calendar_sessions WHERE user_id = $1 ORDER BY starts_at",
+    "security_events": "SELECT at, action, outcome, host(source) AS source, target, detail FROM audit_events "
+                       "WHERE actor_user = $1 ORDER BY at, id",
 }
 
 
-async def export(conn: asyncpg.Connection, user_id: UUID) -> dict[str, Any]:
+async def export(conn: asyncpg.Connection, cipher: FieldCipher, user_id: UUID) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for section, sql in EXPORT_QUERIES.items():
-        rows = [dict(r) for r in await conn.fetch(sql, user_id)]
+        rows = [readable(r, cipher) if section in ENCRYPTED_SECTIONS else dict(r)
+                for r in await conn.fetch(sql, user_id)]
         for row in rows:
-            if isinstance(row.get("videos"), str):
-                row["videos"] = orjson.loads(row["videos"])
+            for column in ("videos", "detail"):  # jsonb arrives as text
+                if isinstance(row.get(column), str):
+                    row[column] = orjson.loads(row[column])
         data[section] = rows[0] if section == "account" and rows else rows
     feed = await conn.fetchval("SELECT 1 FROM calendar_feeds WHERE user_id = $1", user_id)
     data["calendar_feed"] = feed is not None
@@ -58,8 +66,14 @@ async def erase(services: Services, user_id: UUID) -> bool:
     """Delete the user and all that derives from them, in Postgres and in Redis."""
     keys = await services.db.write(lambda c: c.fetch(
         "SELECT id, key_hash FROM api_keys WHERE user_id = $1", user_id))
-    deleted = await services.db.write(lambda c: c.fetchval(
-        "DELETE FROM users WHERE id = $1 RETURNING true", user_id))
+
+    async def delete(conn: asyncpg.Connection) -> bool:
+        deleted = bool(await conn.fetchval("DELETE FROM users WHERE id = $1 RETURNING true", user_id))
+        if deleted:
+            await audit.forget(conn, user_id)
+        return deleted
+
+    deleted = await services.db.write(delete)
     if not deleted:
         return False
     await _erase_redis(services, str(user_id), [str(k["id"]) for k in keys],
@@ -82,3 +96,31 @@ async def _erase_redis(services: Services, user: str, key_ids: list[str], lookup
         await r.zrem(STARTED, user)
 
     await services.cache.call("erase", run, None)
+
+
+RETENTION_BATCH = 5000  # rows per statement: short locks, bounded WAL bursts on a large first run
+RETENTION = {
+    "messages": "DELETE FROM messages WHERE id IN "
+                "(SELECT id FROM messages WHERE created_at < now() - make_interval(days => $1) LIMIT $2)",
+    "conversations": "DELETE FROM conversations c WHERE id IN (SELECT id FROM conversations c "
+                     "WHERE updated_at < now() - make_interval(days => $1) "
+                     "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id) LIMIT $2)",
+    "audit_events": "DELETE FROM audit_events WHERE id IN "
+                    "(SELECT id FROM audit_events WHERE at < now() - make_interval(days => $1) LIMIT $2)",
+}
+
+
+async def apply_retention(conn: asyncpg.Connection, chat_days: int, audit_days: int) -> dict[str, int]:
+    """Delete chat history and audit rows older than their periods; return rows deleted per table."""
+    deleted = {}
+    for table, sql in RETENTION.items():
+        days = audit_days if table == "audit_events" else chat_days
+        deleted[table] = 0
+        while True:
+            async with conn.transaction():
+                await conn.execute(audit.MAINTENANCE)
+                count = int((await conn.execute(sql, days, RETENTION_BATCH)).split()[-1])
+            deleted[table] += count
+            if count < RETENTION_BATCH:
+                break
+    return deleted

@@ -64,12 +64,15 @@ async def path_ratios(conn: asyncpg.Connection, user_id: UUID, video_id: str) ->
     return [r["ratio"] for r in await conn.fetch(PATH_RATIOS, user_id, video_id)]
 
 
+SUMMARY = """
+SELECT vp.video_id, v.title, vp.clicks, vp.position_s, v.duration_s, vp.completed_at
+FROM video_progress vp JOIN videos v ON v.id = vp.video_id WHERE vp.user_id = $1
+ORDER BY vp.updated_at DESC LIMIT 200
+"""
+
+
 async def summary(conn: asyncpg.Connection, user_id: UUID) -> dict[str, Any]:
-    rows = await conn.fetch(
-        "SELECT vp.video_id, v.title, vp.clicks, vp.position_s, v.duration_s, vp.completed_at "
-        "FROM video_progress vp JOIN videos v ON v.id = vp.video_id WHERE vp.user_id = $1 "
-        "ORDER BY vp.updated_at DESC LIMIT 200", user_id,
-    )
+    rows = await conn.fetch(SUMMARY, user_id)
     videos = [dict(r) for r in rows]
     return {"videos": videos, "completed": sum(1 for v in videos if v["completed_at"]),
             "watched_s": sum(v["position_s"] for v in videos)}
