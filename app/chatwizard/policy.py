@@ -55,6 +55,20 @@ ROUTE_POLICY: dict[tuple[str, str], Access] = {
     ("POST", "/v1/admin/users/{user_id}/keys"): "admin",
 }
 
+# Key scopes: a key created with scopes may call only the routes under them (within what its tier
+# allows); a key without scopes may call everything its tier allows. Scopes follow the API's domains.
+Scope = Literal["chat", "videos", "paths", "progress", "calendar", "account", "admin"]
+SCOPE_PREFIXES: tuple[tuple[str, Scope], ...] = (
+    ("/v1/chat", "chat"), ("/v1/conversations", "chat"), ("/v1/videos", "videos"), ("/v1/paths", "paths"),
+    ("/v1/progress", "progress"), ("/v1/calendar", "calendar"), ("/v1/admin", "admin"),
+    ("/v1/me", "account"), ("/v1/keys", "account"),
+)
+
+
+def route_scope(path: str) -> Scope | None:
+    return next((scope for prefix, scope in SCOPE_PREFIXES if path.startswith(prefix)), None)
+
+
 # Probes call these every few seconds from the same addresses; they are cheap and must never see 429.
 UNTHROTTLED = {("GET", "/healthz"), ("GET", "/readyz")}
 
@@ -110,6 +124,12 @@ async def authorize(connection: HTTPConnection) -> None:
         await audit.record(services, "authz_denied", "denied", connection=connection, principal=principal,
                            target=path)
         raise HTTPException(403, detail="this API key's role may not call this endpoint")
+    scope = route_scope(path)
+    if principal.scopes and scope not in principal.scopes:
+        metrics.AUTHZ_DENIALS.labels(path).inc()
+        await audit.record(services, "scope_denied", "denied", connection=connection, principal=principal,
+                           target=path, detail={"needs": scope})
+        raise HTTPException(403, detail=f"this API key's scopes do not include '{scope}'")
 
 
 async def current_principal(connection: HTTPConnection) -> Principal:

@@ -13,7 +13,7 @@ from chatwizard.accounts import service
 from chatwizard.audit.service import record
 from chatwizard.core.models import StrictModel
 from chatwizard.core.services import ServicesDep
-from chatwizard.policy import CurrentUser
+from chatwizard.policy import CurrentUser, Scope
 
 router = APIRouter(tags=["accounts"])
 Tier = Literal["free", "pro", "admin", "service"]
@@ -22,6 +22,9 @@ Tier = Literal["free", "pro", "admin", "service"]
 class KeyCreate(StrictModel):
     name: str = Field(min_length=1, max_length=100)
     expires_at: datetime | None = None
+    scopes: list[Scope] = Field(
+        default_factory=list, max_length=7,
+        description="limit the key to these parts of the API; empty: everything the tier allows")
 
 
 class UserCreate(StrictModel):
@@ -67,9 +70,10 @@ async def list_my_keys(principal: CurrentUser, services: ServicesDep) -> list[Ke
 async def create_my_key(body: KeyCreate, principal: CurrentUser, services: ServicesDep,
                         request: Request) -> NewKey:
     """Create another API key for a client; the key is shown only in this response."""
-    key, row = await services.db.write(
-        lambda c: service.create_key(c, principal.user_id, body.name, expires_at=body.expires_at)
-    )
+    if principal.scopes and not (body.scopes and set(body.scopes) <= set(principal.scopes)):
+        raise HTTPException(403, detail="a scoped key may only create keys with a subset of its scopes")
+    key, row = await services.db.write(lambda c: service.create_key(
+        c, principal.user_id, body.name, scopes=list(body.scopes), expires_at=body.expires_at))
     await record(services, "key_created", "success", connection=request, principal=principal,
                  target=f"key:{row['id']}")
     return NewKey(key=key, **row)
@@ -143,7 +147,8 @@ async def admin_create_key(user_id: UUID, body: KeyCreate, services: ServicesDep
     if not found:
         raise HTTPException(404, detail="no such user")
     key, row = await services.db.write(
-        lambda c: service.create_key(c, user_id, body.name, expires_at=body.expires_at)
+        lambda c: service.create_key(c, user_id, body.name, scopes=list(body.scopes),
+                                     expires_at=body.expires_at)
     )
     await record(services, "key_created", "success", connection=request, principal=principal,
                  target=f"key:{row['id']}", detail={"for": f"user:{user_id}"})

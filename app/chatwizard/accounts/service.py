@@ -86,16 +86,16 @@ async def list_keys(conn: asyncpg.Connection, user_id: UUID) -> list[dict[str, A
 
 async def rotate_key(services: Services, user_id: UUID, key_id: UUID,
                      overlap: timedelta) -> tuple[str, dict[str, Any]] | None:
-    """A new key with the same name; the old one keeps working for ``overlap``, then expires."""
+    """A new key with the same name and scopes; the old one keeps working for ``overlap``, then expires."""
     async def rotate(conn: asyncpg.Connection) -> tuple[str, dict[str, Any], bytes] | None:
         old = await conn.fetchrow(
             "UPDATE api_keys SET expires_at = LEAST(COALESCE(expires_at, 'infinity'), now() + $3) "
             "WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL "
-            "AND (expires_at IS NULL OR expires_at > now()) RETURNING name, key_hash",
+            "AND (expires_at IS NULL OR expires_at > now()) RETURNING name, key_hash, scopes",
             key_id, user_id, overlap)
         if old is None:
             return None
-        key, row = await create_key(conn, user_id, old["name"])
+        key, row = await create_key(conn, user_id, old["name"], scopes=old["scopes"])
         return key, row, old["key_hash"]
 
     rotated = await services.db.write(rotate)
