@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from chatwizard.accounts import service as accounts
-from chatwizard.core.crypto import new_key_entry
+from chatwizard.core.crypto import FieldCipher, new_key_entry
 from chatwizard.core.migrate import migrate
 from chatwizard.estate.postgres import PostgresNode, start_pair
 from chatwizard.estate.processes import stop_process, wait_ready
@@ -193,7 +193,7 @@ def make_user(databases: Databases) -> Callable[..., Any]:
         email = f"user{time.time_ns()}-{next(counter)}@example.com"
         conn = await asyncpg.connect(databases.primary.dsn)
         try:
-            user = await accounts.create_user(conn, email, tier)
+            user = await accounts.create_user(conn, FieldCipher(FIELD_KEYS), email, tier)
             key, _ = await accounts.create_key(conn, user["id"], "tests")
         finally:
             await conn.close()

@@ -75,10 +75,25 @@ def serve() -> None:
 @app.command()
 def migrate() -> None:
     """Apply pending SQL migrations to the primary (a no-op when up to date)."""
+    from chatwizard.accounts.service import index_emails
+    from chatwizard.core.crypto import FieldCipher
     from chatwizard.core.migrate import migrate as apply
 
-    applied = asyncio.run(apply(get_settings().database_url.get_secret_value()))
+    settings = get_settings()
+    dsn = settings.database_url.get_secret_value()
+    applied = asyncio.run(apply(dsn))
     typer.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+    async def encrypt_old_emails() -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            ring = settings.field_keys.get_secret_value() if settings.field_keys else None
+            return await index_emails(conn, FieldCipher(ring))
+        finally:
+            await conn.close()
+
+    if indexed := asyncio.run(encrypt_old_emails()):
+        typer.echo(f"encrypted and indexed {indexed} e-mail addresses written before field encryption")
 
 
 @app.command()
@@ -166,9 +181,9 @@ def keys_create(
 
     async def work(s: Services) -> str:
         async def create(conn: asyncpg.Connection) -> str:
-            user_id = await conn.fetchval("SELECT id FROM users WHERE email = $1", email)
+            user_id = await service.find_user(conn, s.cipher, email)
             if user_id is None:
-                user_id = (await service.create_user(conn, email, tier))["id"]
+                user_id = (await service.create_user(conn, s.cipher, email, tier))["id"]
             key, _ = await service.create_key(conn, user_id, name)
             return key
 
@@ -184,7 +199,7 @@ def keys_list(email: Annotated[str, typer.Option(help="whose keys")]) -> None:
 
     async def work(s: Services) -> list[dict[str, object]]:
         async def fetch(conn: asyncpg.Connection) -> list[dict[str, object]]:
-            user_id = await conn.fetchval("SELECT id FROM users WHERE email = $1", email)
+            user_id = await service.find_user(conn, s.cipher, email)
             return await service.list_keys(conn, user_id) if user_id else []
 
         return await s.db.write(fetch)

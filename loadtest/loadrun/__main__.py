@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from chatwizard.core.crypto import FieldCipher
 from fakellm.config import FakeLLMConfig
 from loadrun import k6, report
 from loadrun.estate import PerfEstate, create_learners, perf_estate
@@ -128,7 +129,8 @@ def main() -> None:
     file_limit = k6.raise_file_limit()
     started = time.time()
     with perf_estate(args.state, args.videos) as estate:
-        keys = create_learners(estate.primary_dsn, args.users, f"{int(started)}")
+        cipher = FieldCipher(estate.env["CHATWIZARD_FIELD_KEYS"])
+        keys = create_learners(estate.primary_dsn, args.users, f"{int(started)}", cipher)
         keys_file = raw / "keys.json"
         keys_file.write_text(json.dumps(keys))
         warm_up(estate, keys[0])

@@ -16,6 +16,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from chatwizard.accounts.service import EMAIL
+from chatwizard.core.crypto import FieldCipher
 from chatwizard.core.security import display_hint, generate_key, hash_secret
 from chatwizard.estate.postgres import start_pair
 from chatwizard.estate.processes import stop_process, wait_ready
@@ -84,19 +86,20 @@ def ensure_catalogue(env: dict[str, str], state_dir: Path, videos: int) -> None:
     chatwizard(env, "ingest", str(pages))
 
 
-def create_learners(dsn: str, count: int, run: str) -> list[str]:
+def create_learners(dsn: str, count: int, run: str, cipher: FieldCipher) -> list[str]:
     """One pro-tier user and API key per virtual user, written straight to the database."""
     keys = [generate_key() for _ in range(count)]
+    emails = [f"k6-{run}-{i}@example.com" for i in range(count)]
 
     async def insert() -> None:
         conn = await asyncpg.connect(dsn)
         try:
             async with conn.transaction():
                 ids = await conn.fetch(
-                    "INSERT INTO users (email, tier) SELECT 'k6-' || $1 || '-' || i || '@example.com', 'pro' "
-                    "FROM generate_series(1, $2) AS i RETURNING id",
-                    run,
-                    count,
+                    "INSERT INTO users (email, email_index, tier) "
+                    "SELECT e, i, 'pro' FROM unnest($1::text[], $2::bytea[]) AS u(e, i) RETURNING id",
+                    [cipher.encrypt(e, EMAIL) for e in emails],
+                    [cipher.blind_index(e, EMAIL) for e in emails],
                 )
                 await conn.executemany(
                     "INSERT INTO api_keys (user_id, name, display_hint, key_hash) VALUES ($1, 'k6', $2, $3)",

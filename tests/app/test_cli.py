@@ -32,13 +32,17 @@ def test_keys_create_list_revoke(app_server: AppServer, databases: Databases):
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert key.startswith("cwk_") and len(key) == 40
-    stored = databases.primary.psql(
-        f"SELECT encode(key_hash, 'hex') FROM api_keys k JOIN users u ON u.id = k.user_id "
-        f"WHERE u.email = '{email}'")
-    assert stored == hashlib.sha256(key.encode()).hexdigest()
-    assert key not in databases.primary.psql("SELECT string_agg(display_hint, ' ') FROM api_keys")
     me = httpx.get(f"{app_server.base_url}/v1/me", headers={"Authorization": f"Bearer {key}"})
     assert me.status_code == 200 and me.json()["email"] == email
+    user = me.json()["id"]
+    stored = databases.primary.psql(f"SELECT encode(key_hash, 'hex') FROM api_keys WHERE user_id = '{user}'")
+    assert stored == hashlib.sha256(key.encode()).hexdigest()
+    assert key not in databases.primary.psql("SELECT string_agg(display_hint, ' ') FROM api_keys")
+    stored_email = databases.primary.psql(f"SELECT email FROM users WHERE id = '{user}'")
+    assert stored_email.startswith("enc:") and email not in stored_email, "the address is stored encrypted"
+    second = cli(app_server.env, "keys", "create", "--email", email.upper(), "--name", "phone").stdout.strip()
+    assert httpx.get(f"{app_server.base_url}/v1/me", headers={"Authorization": f"Bearer {second}"}).json()["id"] \
+        == user, "the same address (any case) finds the same user"
     listed = cli(app_server.env, "keys", "list", "--email", email).stdout
     assert "laptop" in listed and "active" in listed and key not in listed
     key_id = listed.split()[0]

@@ -1,10 +1,14 @@
-"""Chat text is encrypted at rest with a versioned key: the database holds no question or answer in
-plain text, users read theirs as usual, and after a key rotation rows under the old key still read."""
+"""Chat text and e-mail addresses are encrypted at rest with a versioned key: the database holds no
+question, answer or address in plain text, users read theirs as usual, addresses are still found (blind
+index), and after a key rotation rows under the old key still read."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -56,6 +60,19 @@ async def test_rows_under_the_old_key_read_after_rotation(app_server: AppServer,
     assert old["messages"][1]["content"] == before["answer"]
     assert all(v.startswith("enc:t1:") for v in stored(databases, before["conversation_id"]))
     assert all(v.startswith("enc:t2:") for v in stored(databases, after["conversation_id"]))
+
+
+def test_migrate_encrypts_and_indexes_addresses_written_before(app_server: AppServer, databases: Databases):
+    email = f"legacy-{uuid.uuid4().hex[:8]}@example.com"
+    user = databases.primary.psql(
+        f"INSERT INTO users (email, tier) VALUES ('{email}', 'free') RETURNING id").splitlines()[0]
+    chatwizard = Path(sys.executable).with_name("chatwizard")
+    migrated = subprocess.run([chatwizard, "migrate"], env=app_server.env, capture_output=True, text=True, check=True)
+    assert "encrypted and indexed" in migrated.stdout
+    assert databases.primary.psql(f"SELECT email FROM users WHERE id = '{user}'").startswith("enc:t1:")
+    created = subprocess.run([chatwizard, "keys", "create", "--email", email], env=app_server.env,
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert databases.primary.psql(f"SELECT count(*) FROM api_keys WHERE user_id = '{user}'") == "1", created[:4]
 
 
 def test_a_value_only_opens_in_its_own_column_and_with_a_key_in_the_ring():

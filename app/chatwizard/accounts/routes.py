@@ -54,9 +54,9 @@ class NewKey(KeyInfo):
 @router.get("/v1/me")
 async def me(principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """Your account."""
-    query = "SELECT id, email, tier, created_at FROM users WHERE id = $1"
+    query = f"SELECT {service.USER_COLUMNS} FROM users WHERE id = $1"
     row = await services.db.read(lambda c: c.fetchrow(query, principal.user_id), fresh=True)
-    return dict(row)
+    return services.cipher.readable(row)
 
 
 @router.get("/v1/keys")
@@ -107,10 +107,10 @@ async def revoke_my_key(key_id: UUID, principal: CurrentUser, services: Services
 async def admin_create_user(body: UserCreate, services: ServicesDep, principal: CurrentUser,
                             request: Request) -> dict[str, Any]:
     """Create a user (admin)."""
-    exists = await services.db.write(lambda c: c.fetchval("SELECT 1 FROM users WHERE email = $1", body.email))
+    exists = await services.db.write(lambda c: service.find_user(c, services.cipher, body.email))
     if exists:
         raise HTTPException(409, detail="a user with this email already exists")
-    user = await services.db.write(lambda c: service.create_user(c, body.email, body.tier))
+    user = await services.db.write(lambda c: service.create_user(c, services.cipher, body.email, body.tier))
     await record(services, "user_created", "success", connection=request, principal=principal,
                  target=f"user:{user['id']}", detail={"tier": body.tier})
     return user
@@ -134,9 +134,9 @@ async def admin_list_users(services: ServicesDep, limit: int = 100, offset: int 
     if not (1 <= limit <= 500 and offset >= 0):
         raise HTTPException(422, detail="limit must be 1..500 and offset >= 0")
     rows = await services.db.read(lambda c: c.fetch(
-        "SELECT id, email, tier, created_at FROM users ORDER BY created_at LIMIT $1 OFFSET $2", limit, offset
+        f"SELECT {service.USER_COLUMNS} FROM users ORDER BY created_at LIMIT $1 OFFSET $2", limit, offset
     ))
-    return [dict(r) for r in rows]
+    return [services.cipher.readable(r) for r in rows]
 
 
 @router.post("/v1/admin/users/{user_id}/keys", status_code=status.HTTP_201_CREATED)

@@ -8,6 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
+from chatwizard.core.crypto import ENCRYPTED_COLUMNS, FieldCipher
 from chatwizard.core.security import display_hint, generate_key, hash_secret
 from chatwizard.core.services import Services
 
@@ -18,6 +19,8 @@ KEY_LOOKUP = """
 SELECT k.id AS key_id, k.user_id, u.tier, k.scopes, k.expires_at, k.revoked_at, k.last_used_at
 FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1
 """
+USER_COLUMNS = "id, email, tier, created_at"  # email is encrypted: read rows through cipher.readable
+EMAIL = ENCRYPTED_COLUMNS["email"]
 KEY_COLUMNS = "id, name, display_hint, scopes, created_at, expires_at, last_used_at, revoked_at"
 
 
@@ -58,11 +61,25 @@ async def lookup_key(services: Services, key_hash: bytes) -> dict[str, Any] | No
     return record
 
 
-async def create_user(conn: asyncpg.Connection, email: str, tier: str) -> dict[str, Any]:
+async def create_user(conn: asyncpg.Connection, cipher: FieldCipher, email: str, tier: str) -> dict[str, Any]:
     row = await conn.fetchrow(
-        "INSERT INTO users (email, tier) VALUES ($1, $2) RETURNING id, email, tier, created_at", email, tier
+        f"INSERT INTO users (email, email_index, tier) VALUES ($1, $2, $3) RETURNING {USER_COLUMNS}",
+        cipher.encrypt(email, EMAIL), cipher.blind_index(email, EMAIL), tier,
     )
-    return dict(row)
+    return cipher.readable(row)
+
+
+async def find_user(conn: asyncpg.Connection, cipher: FieldCipher, email: str) -> UUID | None:
+    query = "SELECT id FROM users WHERE email_index = $1"
+    return await conn.fetchval(query, cipher.blind_index(email, EMAIL))
+
+
+async def index_emails(conn: asyncpg.Connection, cipher: FieldCipher) -> int:
+    """Encrypt and index the addresses of users written before e-mail encryption (run by migrate)."""
+    rows = await conn.fetch("SELECT id, email FROM users WHERE email_index IS NULL")
+    await conn.executemany("UPDATE users SET email = $2, email_index = $3 WHERE id = $1", [
+        (r["id"], cipher.encrypt(r["email"], EMAIL), cipher.blind_index(r["email"], EMAIL)) for r in rows])
+    return len(rows)
 
 
 async def create_key(conn: asyncpg.Connection, user_id: UUID, name: str, *, scopes: list[str] | None = None,
@@ -125,10 +142,10 @@ async def change_tier(services: Services, user_id: UUID, tier: str) -> dict[str,
         if previous is None:
             return None
         user = await conn.fetchrow(
-            "UPDATE users SET tier = $2 WHERE id = $1 RETURNING id, email, tier, created_at", user_id, tier)
+            f"UPDATE users SET tier = $2 WHERE id = $1 RETURNING {USER_COLUMNS}", user_id, tier)
         hashes = [r["key_hash"] for r in await conn.fetch("SELECT key_hash FROM api_keys WHERE user_id = $1",
                                                           user_id)]
-        return {"previous": previous, "user": dict(user), "hashes": hashes}
+        return {"previous": previous, "user": services.cipher.readable(user), "hashes": hashes}
 
     changed = await services.db.write(change)
     if changed is not None:

@@ -8,13 +8,13 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from chatwizard.core.crypto import FieldCipher
+from chatwizard.core.crypto import ENCRYPTED_COLUMNS, FieldCipher
 
 if TYPE_CHECKING:
     from chatwizard.chat.service import Answer
 
 TITLE_CHARS = 80
-TITLE, CONTENT = "conversations.title", "messages.content"  # encrypted columns (core/crypto.py)
+TITLE, CONTENT = ENCRYPTED_COLUMNS["title"], ENCRYPTED_COLUMNS["content"]
 
 
 async def owns_conversation(conn: asyncpg.Connection, user_id: UUID, conversation_id: UUID) -> bool:
@@ -66,11 +66,8 @@ WHERE conversation_id = $1 ORDER BY created_at, role DESC
 
 
 def readable(row: asyncpg.Record, cipher: FieldCipher) -> dict[str, Any]:
-    """A conversation or message row with its encrypted text decrypted."""
-    out = dict(row)
-    for column, field in (("title", TITLE), ("content", CONTENT)):
-        if column in out:
-            out[column] = cipher.decrypt(out[column], field)
+    """A conversation or message row with its encrypted text decrypted and its videos parsed."""
+    out = cipher.readable(row)
     if isinstance(out.get("videos"), str):
         out["videos"] = orjson.loads(out["videos"])
     return out

@@ -1,5 +1,7 @@
-"""Field-level encryption of personal text (chat messages, conversation titles) with a versioned key
-ring, so a key can be rotated while rows written under older keys stay readable.
+"""Field-level encryption of personal text (chat messages, conversation titles, e-mail addresses) with
+a versioned key ring, so a key can be rotated while rows written under older keys stay readable.
+E-mail lookups use a blind index: an HMAC of the normalised address under a key derived from the
+ring's oldest entry.
 
 ``CHATWIZARD_FIELD_KEYS`` is a comma-separated ring of ``<version>:<base64 of 32 random bytes>``; the
 first entry encrypts, every entry decrypts. Values are AES-256-GCM with a random 96-bit nonce and the
@@ -13,21 +15,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 PREFIX = "enc:"
 NONCE_BYTES = 12
+# Encrypted columns by the name they are selected under, and the field name bound to their values.
+ENCRYPTED_COLUMNS = {"title": "conversations.title", "content": "messages.content", "email": "users.email"}
 
 
 class FieldKeyError(ValueError):
     """The key ring is malformed, or a value was written under a key no longer in it."""
 
 
-def parse_ring(ring: str) -> dict[str, AESGCM]:
-    keys: dict[str, AESGCM] = {}
+def parse_ring(ring: str) -> dict[str, bytes]:
+    keys: dict[str, bytes] = {}
     for entry in filter(None, (e.strip() for e in ring.split(","))):
         version, _, encoded = entry.partition(":")
         try:
@@ -37,7 +44,7 @@ def parse_ring(ring: str) -> dict[str, AESGCM]:
         if not version.isalnum() or len(key) != 32:
             raise FieldKeyError(f"CHATWIZARD_FIELD_KEYS entry {version or '?'!r} must be "
                                 "<version>:<base64 of 32 bytes>")
-        keys[version] = AESGCM(key)
+        keys[version] = key
     return keys
 
 
@@ -47,8 +54,25 @@ def new_key_entry(version: str) -> str:
 
 class FieldCipher:
     def __init__(self, ring: str | None) -> None:
-        self.keys = parse_ring(ring or "")
+        raw = parse_ring(ring or "")
+        self.keys = {version: AESGCM(key) for version, key in raw.items()}
         self.current = next(iter(self.keys), None)
+        # The blind index is keyed by the oldest entry, so putting a new key in front leaves it unchanged.
+        oldest = list(raw.values())[-1] if raw else b""
+        self.index_key = hashlib.sha256(b"chatwizard blind index\0" + oldest).digest()
+
+    def blind_index(self, value: str, field: str) -> bytes:
+        """Keyed hash of the normalised value: equality lookups and uniqueness on an encrypted column."""
+        normal = value.strip().lower()
+        return hmac.new(self.index_key, f"{field}\0{normal}".encode(), hashlib.sha256).digest()
+
+    def readable(self, row: Any) -> dict[str, Any]:
+        """A row with its encrypted columns (by ENCRYPTED_COLUMNS name) decrypted."""
+        out = dict(row)
+        for column, field in ENCRYPTED_COLUMNS.items():
+            if isinstance(out.get(column), str):
+                out[column] = self.decrypt(out[column], field)
+        return out
 
     def encrypt(self, text: str, field: str) -> str:
         if self.current is None:

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # Catalogue seeding on first start of the local estate.
     sample_catalogue: bool = True
 
-    # Field-level encryption of chat text (core/crypto.py): "<version>:<base64 32 bytes>,...", first encrypts.
+    # Field encryption of chat text and e-mail (core/crypto.py): "<version>:<base64 key>,...", first encrypts.
     field_keys: SecretStr | None = None
 
     # Observability.
@@ -126,7 +126,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_outside_development(self) -> Settings:
-        """Staging and production talk to Postgres and Redis over verified TLS only, and encrypt chat text."""
+        """Staging and production use verified TLS to Postgres and Redis, and encrypt personal text."""
         if self.environment not in ("staging", "production"):
             return self
         for name, url in (("CHATWIZARD_DATABASE_URL", self.database_url),

@@ -22,7 +22,7 @@ from chatwizard.core.crypto import FieldCipher
 from chatwizard.core.ratelimit import KEY_PREFIX
 from chatwizard.core.services import Services
 
-ENCRYPTED_SECTIONS = {"conversations", "messages"}  # their text columns are field-encrypted
+ENCRYPTED_SECTIONS = {"account", "conversations", "messages"}  # they hold field-encrypted columns
 EXPORT_QUERIES = {
     "account": "SELECT id, email, tier, created_at FROM users WHERE id = $1",
     "api_keys": "SELECT id, name, display_hint, scopes, created_at, expires_at, last_used_at, revoked_at "
