@@ -143,3 +143,12 @@ async def test_validation_errors_do_not_echo_the_input(app_server: AppServer, ma
         response = await client.post("/v1/chat", json={"question": "<script>alert(1)</script>", "x": "<b>"})
     assert response.status_code == 422
     assert "<script>" not in response.text and "<b>" not in response.text
+
+
+async def test_a_second_user_with_the_same_address_is_a_conflict(app_server: AppServer, make_user):
+    admin = await make_user("admin")
+    email = f"twice-{uuid.uuid4().hex[:8]}@example.com"
+    async with app_server.client(admin.key) as client:
+        assert (await client.post("/v1/admin/users", json={"email": email})).status_code == 201
+        again = await client.post("/v1/admin/users", json={"email": email.upper()})
+    assert again.status_code == 409 and "already exists" in again.json()["detail"]

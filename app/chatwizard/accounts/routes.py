@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
+import asyncpg
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import EmailStr, Field
 
@@ -107,10 +108,11 @@ async def revoke_my_key(key_id: UUID, principal: CurrentUser, services: Services
 async def admin_create_user(body: UserCreate, services: ServicesDep, principal: CurrentUser,
                             request: Request) -> dict[str, Any]:
     """Create a user (admin)."""
-    exists = await services.db.write(lambda c: service.find_user(c, services.cipher, body.email))
-    if exists:
-        raise HTTPException(409, detail="a user with this email already exists")
-    user = await services.db.write(lambda c: service.create_user(c, services.cipher, body.email, body.tier))
+    try:  # the unique blind index decides, so two concurrent requests cannot both create the user
+        user = await services.db.write(
+            lambda c: service.create_user(c, services.cipher, body.email, body.tier))
+    except asyncpg.UniqueViolationError:
+        raise HTTPException(409, detail="a user with this email already exists") from None
     await record(services, "user_created", "success", connection=request, principal=principal,
                  target=f"user:{user['id']}", detail={"tier": body.tier})
     return user
