@@ -116,16 +116,7 @@ def main() -> None:
     raw = out / "raw" / name
     raw.mkdir(parents=True, exist_ok=True)
     console = raw / "k6-console.log"
-    command = "make loadtest " + " ".join(
-        f"{k}={shlex.quote(str(v))}"
-        for k, v in (
-            ("SCENARIO", args.scenario),
-            ("USERS", args.users),
-            ("RAMP", args.ramp),
-            ("HOLD", args.hold),
-            ("THINK_SCALE", args.think_scale),
-        )
-    )
+    command = ".venv/bin/python -m loadrun " + shlex.join(sys.argv[1:])  # exactly this run
     file_limit = k6.raise_file_limit()
     started = time.time()
     with perf_estate(args.state, args.videos) as estate:
@@ -202,6 +193,8 @@ def summarise(
         "cache_hit_rate": hit_rate,
         "pool_efficiency": efficiency,
         "rss_trend_mb_per_hour": trend,
+        "rss_series_first_mb": rows[0]["rss_mb"] if rows else None,
+        "rss_series_last_mb": rows[-1]["rss_mb"] if rows else None,
         "llm_calls": llm.get("requests"),
         "app_5xx": values.get("requests_5xx", 0),
     }
