@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     semantic_cache_threshold: float = Field(0.80, ge=0.0, le=1.0)
     semantic_cache_max_entries: int = Field(5000, ge=0)
     catalogue_version_ttl_s: float = Field(5.0, description="how long a process trusts its catalogue version")
-    hnsw_ef_search: int = Field(40, ge=1, le=1000, description="pgvector HNSW candidate list size")
+    hnsw_ef_search: int = Field(100, ge=1, le=1000, description="pgvector HNSW candidate list size")
 
     # LLM and embeddings.
     openai_api_key: SecretStr | None = Field(
