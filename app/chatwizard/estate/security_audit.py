@@ -57,7 +57,6 @@ def targets(video_id: str) -> list[Target]:
 class Finding:
     target: Target
     verdict: str
-    requests: int
     seconds: float
 
 
@@ -93,7 +92,7 @@ def sqlmap(base_url: str, key: str, target: Target, work: Path) -> Finding:
     command = [
         str(BIN / "sqlmap"), "-u", base_url + target.path, "--method", target.method,
         "--headers", f"Authorization: Bearer {key}\nContent-Type: application/json",
-        "--batch", "--level", "2", "--risk", "1", "--technique", "BEUST", "--time-sec", "2",
+        "--batch", "--level", "3", "--risk", "2", "--technique", "BEUST", "--time-sec", "2",
         "--dbms", "PostgreSQL", "--threads", "1", "--flush-session", "--disable-coloring",
         "--output-dir", str(work), "-v", "1",
     ]
@@ -105,8 +104,7 @@ def sqlmap(base_url: str, key: str, target: Target, work: Path) -> Finding:
     vulnerable = re.search(r"is vulnerable|sqlmap identified the following injection point", output)
     clean = "do not appear to be injectable" in output or "does not seem to be injectable" in output
     verdict = "INJECTABLE" if vulnerable else "not injectable" if clean else "inconclusive (see sqlmap log)"
-    requests = sum(int(n) for n in re.findall(r"total of (\d+) HTTP\(s\) requests", output))
-    return Finding(target, verdict, requests, time.monotonic() - started)
+    return Finding(target, verdict, time.monotonic() - started)
 
 
 def first_video(base_url: str, key: str) -> str:
@@ -128,7 +126,9 @@ def report(base_url: str, counts: dict[str, int], notable: list[str],
         "## bandit (static analysis of app/chatwizard)",
         "",
         f"High: {counts['HIGH']}, medium: {counts['MEDIUM']}, low: {counts['LOW']} (the test suite fails "
-        "on any high; lows are mostly subprocess use in estate tooling).",
+        "on any high; lows are mostly subprocess use in estate tooling). The mediums are B608: SQL text "
+        "composed with f-strings from module constants (column lists, the vector search CTE); every value "
+        "is a `$n` parameter (docs/decisions.md, \"SQL composed only from constants\").",
         "",
         *[f"- {n}" for n in notable],
         "",
@@ -140,14 +140,16 @@ def report(base_url: str, counts: dict[str, int], notable: list[str],
         "",
         f"## sqlmap {sqlmap_version}",
         "",
-        "Level 2, risk 1, techniques boolean-blind, error, union, stacked and time-based (2 s), PostgreSQL, "
+        "At the marked (`*`) position of each request: level 3, risk 2 (risk 3's OR-based payloads, which "
+        "can change data, are left out), techniques boolean-blind, error, union, stacked and time-based "
+        "(2 s), PostgreSQL, "
         "authenticated with a pro key (10,000 requests/hour, so rate limits do not cut the run short).",
         "",
-        "| target | request | verdict | requests | time |",
-        "|---|---|---|---|---|",
+        "| target | request | verdict | time |",
+        "|---|---|---|---|",
         *[f"| {f.target.name} | `{f.target.method} {f.target.path}`"
-          f"{' `' + f.target.body + '`' if f.target.body else ''} | {f.verdict} | {f.requests or 'n/a'} | "
-          f"{f.seconds:.0f} s |" for f in findings],
+          f"{' `' + f.target.body + '`' if f.target.body else ''} | {f.verdict} | {f.seconds:.0f} s |"
+          for f in findings],
         "",
     ]
     return "\n".join(lines)
