@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pytest
 from chatwizard.accounts import service as accounts
 from chatwizard.core.crypto import FieldCipher, new_key_entry
 from chatwizard.core.migrate import migrate
+from chatwizard.estate.ports import free_port
 from chatwizard.estate.postgres import PostgresNode, start_pair
 from chatwizard.estate.processes import stop_process, wait_ready
 from chatwizard.estate.redis import RedisNode
@@ -35,12 +35,6 @@ from fakellm.testing import RunningFakeLLM, running_fake_llm
 
 TEST_OPENAI_KEY = "sk-test-fake-llm-key"  # accepted by the fake LLM only
 FIELD_KEYS = new_key_entry("t1")  # one ring for every app server the tests start on the shared database
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -24,9 +24,9 @@ from pathlib import Path
 import asyncpg
 
 from chatwizard.core.settings import Settings
+from chatwizard.estate.ports import free_port
 from chatwizard.estate.postgres import start_pair
 from chatwizard.videos.queries import vector_literal
-from loadrun.estate import free_port
 from loadrun.hot_queries import HOT_QUERIES, explain_analyze
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import httpx
 from chatwizard.accounts.service import EMAIL
 from chatwizard.core.crypto import FieldCipher
 from chatwizard.core.security import display_hint, generate_key, hash_secret
+from chatwizard.estate.ports import free_port
 from chatwizard.estate.postgres import start_pair
 from chatwizard.estate.processes import stop_process, wait_ready
 from chatwizard.estate.redis import RedisNode
@@ -36,10 +36,10 @@ PERF_SETTINGS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def configure_llm(llm_url: str, **changes: object) -> dict:
+    response = httpx.post(f"{llm_url}/admin/config", json=changes, trust_env=False)
+    response.raise_for_status()
+    return response.json()
 
 
 @dataclass
@@ -52,9 +52,7 @@ class PerfEstate:
     app: subprocess.Popen[bytes]
 
     def configure_llm(self, **changes: object) -> dict:
-        response = httpx.post(f"{self.llm_url}/admin/config", json=changes, trust_env=False)
-        response.raise_for_status()
-        return response.json()
+        return configure_llm(self.llm_url, **changes)
 
     def llm_stats(self) -> dict:
         return httpx.get(f"{self.llm_url}/stats", trust_env=False).json()
@@ -147,11 +145,9 @@ def perf_estate(state_dir: Path, videos: int) -> Iterator[PerfEstate]:
             "CHATWIZARD_FIELD_KEYS": field_keys(state_dir),
         }
         chatwizard(env, "migrate")
-        httpx.post(
-            f"{llm_url}/admin/config", json={"latency_mode": "none"}, trust_env=False
-        ).raise_for_status()
+        configure_llm(llm_url, latency_mode="none")  # ingest embeds 100,000 videos: no simulated wait
         ensure_catalogue(env, state_dir, videos)
-        httpx.post(f"{llm_url}/admin/config", json={"latency_mode": "lognormal"}, trust_env=False)
+        configure_llm(llm_url, latency_mode="lognormal")
         app = start_app(env, state_dir / "app.log")
         stops.insert(0, lambda: stop_process(app))
         base = f"http://127.0.0.1:{port}"

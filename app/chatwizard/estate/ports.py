@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from chatwizard.core.settings import APP_PORT, METRICS_PORT
@@ -19,3 +20,10 @@ class EstatePorts:
     postgres_exporter: int = 9187
     redis_exporter: int = 9121
     blackbox_exporter: int = 9115
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now: for throwaway estates (tests, load tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
