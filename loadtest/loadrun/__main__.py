@@ -46,6 +46,8 @@ def options() -> argparse.Namespace:
     parser.add_argument("--videos", type=int, default=100_000, help="catalogue size (generated once)")
     parser.add_argument("--state", type=Path, default=ROOT / ".estate-perf")
     parser.add_argument("--no-ladder", action="store_true")
+    parser.add_argument("--ladder-only", action="store_true",
+                        help="run only the ratio ladder and print its figures (no report)")
     parser.add_argument("--name", help="report name (default: <date>-<scenario>-<users>)")
     return parser.parse_args()
 
@@ -126,6 +128,10 @@ def main() -> None:
         keys_file.write_text(json.dumps(keys))
         warm_up(estate, keys[0])
         ladder = None if args.no_ladder else run_ladder(estate, raw, keys_file, console)
+        if args.ladder_only:
+            keys_file.unlink()
+            print(json.dumps(ladder, indent=2))
+            return
         sampler = Sampler(estate.metrics_url)
         sampler.start()
         summary = k6.run(

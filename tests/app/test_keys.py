@@ -4,9 +4,11 @@ are refused; keys are stored only as hashes; other users' keys cannot be touched
 from __future__ import annotations
 
 import hashlib
+import json
 
 import redis
 
+from chatwizard.core.cache import INVALIDATIONS
 from tests.conftest import AppServer, Databases
 
 
@@ -24,9 +26,13 @@ async def test_rotation_overlap_then_expiry(app_server: AppServer, databases: Da
     async with app_server.client(new_key) as client:
         assert (await client.get("/v1/me")).status_code == 200
     # A day passes: move the window's end into the past, in the database and in the lookup cache
-    # (which holds the same expiry time and checks it on every use).
+    # (which holds the same expiry time and checks it on every use), as the app drops an entry: delete
+    # it and publish the deletion to every process's near cache.
     databases.primary.psql(f"UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = '{old['id']}'")
-    redis.Redis.from_url(redis_node.url).delete(f"cw:key:{hashlib.sha256(user.key.encode()).hexdigest()}")
+    lookup = f"cw:key:{hashlib.sha256(user.key.encode()).hexdigest()}"
+    store = redis.Redis.from_url(redis_node.url)
+    store.delete(lookup)
+    store.publish(INVALIDATIONS, json.dumps([lookup]))
     async with app_server.client(user.key) as client:
         expired = await client.get("/v1/me")
     assert expired.status_code == 401 and expired.json()["detail"] == "API key expired"

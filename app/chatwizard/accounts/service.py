@@ -43,7 +43,7 @@ def _decode(cached: dict[str, Any]) -> dict[str, Any]:
 
 
 async def lookup_key(services: Services, key_hash: bytes) -> dict[str, Any] | None:
-    cached = await services.cache.get_json(_key_cache(key_hash))
+    cached = await services.cache.get_json(_key_cache(key_hash), near=True)
     if cached is not None:
         return _decode(cached)
     # The primary, so a revocation counts at once.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import asyncpg
 import orjson
+from uuid6 import uuid7
 
 from chatwizard.core.crypto import ENCRYPTED_COLUMNS, FieldCipher
 
@@ -23,36 +25,69 @@ async def owns_conversation(conn: asyncpg.Connection, user_id: UUID, conversatio
     ))
 
 
-# One statement (atomic on its own, one round trip): start or touch the conversation, then store the
-# question and the answer. $1 is NULL for a new conversation. Both messages share one timestamp, so
-# readers order by (created_at, role DESC): the user's question first.
-STORE_EXCHANGE = """
-WITH started AS (
-    INSERT INTO conversations (user_id, title) SELECT $2, $3 WHERE $1::uuid IS NULL RETURNING id
+@dataclass(frozen=True)
+class Exchange:
+    """A question and its answer to store; ``conversation_id`` None starts a conversation."""
+    user_id: UUID
+    conversation_id: UUID | None
+    question: str
+    answer: Answer
+
+
+# One statement for a whole batch of exchanges (see core/batching.py): start or touch each
+# conversation, then store each question and answer. Ids are made here, so no row has to be read
+# back; they are time-ordered (UUIDv7), so the primary-key indexes grow at their right edge instead
+# of touching a random page per row. An exchange whose conversation is gone (erased meanwhile) or
+# is not the user's stores nothing.
+# Both messages of an exchange share one timestamp: readers order by (created_at, role DESC).
+STORE_EXCHANGES = """
+WITH batch AS (
+    SELECT * FROM unnest($1::uuid[], $2::boolean[], $3::uuid[], $4::text[], $5::text[], $6::uuid[],
+                         $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::int[],
+                         $13::float8[])
+        AS b(conversation_id, is_new, user_id, title, question, answer_id, answer, videos, source, cache,
+             input_tokens, output_tokens, cost_usd)
+), started AS (
+    INSERT INTO conversations (id, user_id, title)
+    SELECT conversation_id, user_id, title FROM batch WHERE is_new
 ), touched AS (
-    UPDATE conversations SET updated_at = now() WHERE id = $1 AND $1::uuid IS NOT NULL RETURNING id
-), conversation AS (
-    SELECT id FROM started UNION ALL SELECT id FROM touched
+    UPDATE conversations c SET updated_at = now() FROM batch b
+    WHERE c.id = b.conversation_id AND c.user_id = b.user_id AND NOT b.is_new RETURNING c.id, c.user_id
+), kept AS (
+    SELECT * FROM batch WHERE is_new OR (conversation_id, user_id) IN (SELECT id, user_id FROM touched)
 ), asked AS (
-    INSERT INTO messages (conversation_id, role, content) SELECT id, 'user', $4 FROM conversation
+    INSERT INTO messages (conversation_id, role, content) SELECT conversation_id, 'user', question FROM kept
 )
-INSERT INTO messages (conversation_id, role, content, videos, answer_source, cache, input_tokens,
+INSERT INTO messages (id, conversation_id, role, content, videos, answer_source, cache, input_tokens,
                       output_tokens, cost_usd)
-SELECT id, 'assistant', $5, $6::jsonb, $7, $8, $9, $10, $11 FROM conversation
-RETURNING conversation_id, id
+SELECT answer_id, conversation_id, 'assistant', answer, videos::jsonb, source, cache, input_tokens,
+       output_tokens, cost_usd FROM kept
+RETURNING id
 """
 
 
-async def store_exchange(conn: asyncpg.Connection, cipher: FieldCipher, user_id: UUID,
-                         conversation_id: UUID | None, question: str, answer: Answer) -> tuple[UUID, UUID]:
-    """Store the question and the answer (encrypted); start a conversation when none is given."""
-    row = await conn.fetchrow(
-        STORE_EXCHANGE, conversation_id, user_id, cipher.encrypt(question[:TITLE_CHARS], TITLE),
-        cipher.encrypt(question, CONTENT), cipher.encrypt(answer.text, CONTENT),
-        orjson.dumps(answer.videos).decode(), answer.source, answer.cache, answer.usage.input_tokens,
-        answer.usage.output_tokens, answer.usage.cost_usd,
-    )
-    return row["conversation_id"], row["id"]
+class ConversationGone(LookupError):
+    pass
+
+
+async def store_exchanges(conn: asyncpg.Connection, cipher: FieldCipher,
+                          exchanges: list[Exchange]) -> list[tuple[UUID, UUID] | Exception]:
+    """Store a batch of exchanges (text encrypted); per exchange (conversation id, answer id)."""
+    conversations = [e.conversation_id or uuid7() for e in exchanges]
+    answer_ids = [uuid7() for _ in exchanges]
+    stored = {row["id"] for row in await conn.fetch(
+        STORE_EXCHANGES, conversations, [e.conversation_id is None for e in exchanges],
+        [e.user_id for e in exchanges],
+        [cipher.encrypt(e.question[:TITLE_CHARS], TITLE) for e in exchanges],
+        [cipher.encrypt(e.question, CONTENT) for e in exchanges],
+        answer_ids, [cipher.encrypt(e.answer.text, CONTENT) for e in exchanges],
+        [orjson.dumps(e.answer.videos).decode() for e in exchanges],
+        [e.answer.source for e in exchanges], [e.answer.cache for e in exchanges],
+        [e.answer.usage.input_tokens for e in exchanges], [e.answer.usage.output_tokens for e in exchanges],
+        [e.answer.usage.cost_usd for e in exchanges],
+    )}
+    return [(conversation, answer) if answer in stored else ConversationGone(conversation)
+            for conversation, answer in zip(conversations, answer_ids, strict=True)]
 
 
 CONVERSATIONS = """

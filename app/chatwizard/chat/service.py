@@ -16,6 +16,7 @@ import structlog
 
 from chatwizard.chat import queries, semantic_cache
 from chatwizard.core import metrics
+from chatwizard.core.batching import GroupCommit
 from chatwizard.core.llm import LLMUnavailable, Usage
 from chatwizard.core.responses import safe_json
 from chatwizard.core.security import Principal
@@ -75,7 +76,7 @@ def composed_answer(question: str, found: list[dict[str, Any]]) -> str:
 
 async def cached_answer(services: Services, version: int, norm: str,
                         embedding: list[float] | None) -> Answer | None:
-    exact = await services.cache.get_json(answer_key(services, version, norm))
+    exact = await services.cache.get_json(answer_key(services, version, norm), near=True)
     if exact is not None:
         metrics.CACHE_REQUESTS.labels("exact", "hit").inc()
         return Answer(exact["text"], exact["videos"], exact["source"], cache="exact")
@@ -136,11 +137,11 @@ async def chat_events(services: Services, principal: Principal, question: str,
         if answer.source != "fallback":
             await remember_answer(services, principal, version, norm, embedding, answer)
     yield "videos", answer.videos
-    conversation, message_id = await services.db.write(
-        lambda c: queries.store_exchange(c, services.cipher, principal.user_id, conversation_id, question,
-                                         answer),
-        transaction=False,
-    )
+    try:
+        conversation, message_id = await exchange_writer(services).submit(
+            queries.Exchange(principal.user_id, conversation_id, question, answer))
+    except queries.ConversationGone:
+        raise ConversationNotFound(conversation_id) from None
     record_metrics(answer, channel, started, first_token_at)
     await services.activity.add_cost(answer.usage.cost_usd)
     yield "done", {"conversation_id": str(conversation), "message_id": str(message_id),
@@ -148,6 +149,12 @@ async def chat_events(services: Services, principal: Principal, question: str,
                    "usage": {"input_tokens": answer.usage.input_tokens,
                              "output_tokens": answer.usage.output_tokens,
                              "cost_usd": round(answer.usage.cost_usd, 8)}}
+
+
+def exchange_writer(services: Services) -> GroupCommit[queries.Exchange, tuple[UUID, UUID]]:
+    """Concurrent chats' exchanges are stored together, one statement per batch (core/batching.py)."""
+    return services.writer("exchanges", lambda batch: services.db.write(
+        lambda c: queries.store_exchanges(c, services.cipher, batch), transaction=False))
 
 
 async def generate(services: Services, question: str, answer: Answer) -> AsyncIterator[str]:

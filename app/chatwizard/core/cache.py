@@ -3,11 +3,19 @@
 Every call returns a neutral value (None / False / empty) when Redis is unreachable; after a failure
 the app stops trying for ``redis_retry_interval_s`` so a dead Redis costs no latency per request.
 The fallback is visible: ``chatwizard_redis_fallback_active`` and ``/readyz``.
+
+Hot entries (API key lookups, popular answers) are also kept in process memory for a few seconds:
+the *near cache*, which saves a Redis round trip per request. It stays coherent because every
+delete is published on one channel that each process listens to; while a process is not subscribed
+(Redis down, reconnecting) it does not use its near cache at all, so no invalidation can be missed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -21,6 +29,7 @@ from chatwizard.core.settings import Settings
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+INVALIDATIONS = "cw:invalidate"  # the channel deletes are published on, as a JSON list of keys
 
 
 class Cache:
@@ -33,12 +42,52 @@ class Cache:
             health_check_interval=30,
         )
         self._down_until = 0.0
+        self.near: OrderedDict[str, tuple[float, Any]] = OrderedDict()  # key -> (expires, value), LRU
+        self.near_generation = 0  # bumped per invalidation: a read that raced one is not kept
+        self.listening = False
+        self._listener: asyncio.Task[None] | None = None
+
+    def start_listening(self) -> None:
+        self._listener = asyncio.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        """Drop from the near cache whatever any process deletes; runs for the process's life."""
+        while True:
+            pubsub = self.client.pubsub()
+            try:
+                await pubsub.subscribe(INVALIDATIONS)
+                while True:
+                    message = await pubsub.get_message(timeout=10.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self.listening = True
+                    elif message["type"] == "message":
+                        self.near_generation += 1
+                        for key in orjson.loads(message["data"]):
+                            self.near.pop(key, None)
+            except (RedisError, OSError):
+                pass
+            finally:
+                self.listening = False
+                self.near.clear()
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+            await asyncio.sleep(self.settings.redis_retry_interval_s)
+
+    @property
+    def near_usable(self) -> bool:
+        return self.listening and self.available
 
     @property
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         await self.client.aclose()
 
     async def call(self, operation: str, command: Callable[[redis.Redis], Awaitable[T]],
@@ -65,17 +114,46 @@ class Cache:
         self._down_until = time.monotonic() + self.settings.redis_retry_interval_s
         metrics.REDIS_FALLBACK.set(1)
 
-    async def get_json(self, key: str) -> Any | None:
+    async def get_json(self, key: str, near: bool = False) -> Any | None:
+        """The value at ``key``; ``near=True`` may serve it from process memory (callers must not
+        mutate what they get back)."""
+        if near and self.near_usable:
+            entry = self.near.get(key)
+            if entry is not None and entry[0] > time.monotonic():
+                self.near.move_to_end(key)
+                metrics.NEAR_CACHE.labels("hit").inc()
+                return entry[1]
+            metrics.NEAR_CACHE.labels("miss").inc()
+        generation = self.near_generation
         raw = await self.call("get", lambda r: r.get(key), None)
-        return orjson.loads(raw) if raw is not None else None
+        if raw is None:
+            return None
+        value = orjson.loads(raw)
+        if near and self.near_usable and generation == self.near_generation:
+            self.near[key] = (time.monotonic() + self.settings.near_cache_ttl_s, value)
+            self.near.move_to_end(key)
+            if len(self.near) > self.settings.near_cache_entries:
+                self.near.popitem(last=False)
+        return value
 
     async def set_json(self, key: str, value: Any, ttl_s: int) -> bool:
         return bool(await self.call("set", lambda r: r.set(key, orjson.dumps(value), ex=ttl_s), False))
 
     async def delete(self, *keys: str) -> int:
+        """Delete ``keys`` and drop them from every process's near cache."""
         if not keys:
             return 0
-        return int(await self.call("delete", lambda r: r.delete(*keys), 0))
+        for key in keys:
+            self.near.pop(key, None)
+
+        async def delete_and_publish(r: redis.Redis) -> int:
+            async with r.pipeline(transaction=False) as pipe:
+                pipe.delete(*keys)
+                pipe.publish(INVALIDATIONS, orjson.dumps(keys))
+                deleted, _ = await pipe.execute()
+            return int(deleted)
+
+        return await self.call("delete", delete_and_publish, 0)
 
     async def health(self) -> dict[str, Any]:
         self._down_until = 0.0  # a readiness probe always tries for real

@@ -84,6 +84,14 @@ DB_ACQUISITIONS = Counter(
     "chatwizard_db_pool_acquisitions_total", "Pool acquisitions by whether the caller had to wait",
     ["node", "waited"],  # waited: "no" when served within 1 ms
 )
+NEAR_CACHE = Counter(
+    "chatwizard_near_cache_requests_total", "In-process near-cache lookups (key records, answers)",
+    ["result"],  # hit|miss
+)
+DB_BATCH_SIZE = Histogram(
+    "chatwizard_db_write_batch_size", "Items per group-committed write statement",
+    ["writer"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 DB_QUERY_ERRORS = Counter(
     "chatwizard_db_query_errors_total", "Database errors by node and kind", ["node", "kind"]
 )

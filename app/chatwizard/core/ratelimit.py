@@ -1,8 +1,13 @@
-"""Rate limits: moving windows in Redis (atomic Lua, the `limits` library), per process without it.
+"""Rate limits: moving windows in Redis (one atomic Lua script), per process without it.
 
 Per API key by tier (free: 100 requests/hour, the seed's figure), per client address for the public
 calendar feed, and a tighter per-address limit on failed authentication. When Redis is unreachable
-each process enforces the same limits in memory: looser across many processes, never unlimited.
+each process enforces the same limits in memory (the `limits` library): looser across many
+processes, never unlimited.
+
+The Redis side is our own script rather than `limits`' because that library needs two round trips
+per request (``hit``, then ``get_window_stats`` for the RateLimit headers); this script does both in
+one, with the same moving-window model: a list of hit timestamps, newest first, trimmed to the limit.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.exceptions import RedisError
 
@@ -21,6 +26,35 @@ from chatwizard.core.cache import Cache
 from chatwizard.core.settings import Settings
 
 KEY_PREFIX = "cw:rl"
+
+# KEYS[1]: the hit timestamps, newest first. ARGV: now, limit, window (s).
+# Returns {allowed (0|1), hits in the window, the oldest hit in the window (or now)}.
+MOVING_WINDOW = """
+local now, limit, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local since = now - window
+local allowed = 0
+local edge = redis.call('lindex', KEYS[1], limit - 1)
+if not edge or tonumber(edge) < since then
+  redis.call('lpush', KEYS[1], ARGV[1])
+  redis.call('ltrim', KEYS[1], 0, limit - 1)
+  redis.call('expire', KEYS[1], math.ceil(window))
+  allowed = 1
+end
+local low, high, oldest = 0, redis.call('llen', KEYS[1]) - 1, -1
+while low <= high do
+  local mid = math.floor((low + high) / 2)
+  if tonumber(redis.call('lindex', KEYS[1], mid)) >= since then
+    oldest = mid
+    low = mid + 1
+  else
+    high = mid - 1
+  end
+end
+if oldest < 0 then
+  return {allowed, 0, ARGV[1]}
+end
+return {allowed, oldest + 1, redis.call('lindex', KEYS[1], oldest)}
+"""
 
 
 @dataclass(frozen=True)
@@ -38,9 +72,7 @@ class Verdict:
 class RateLimiter:
     def __init__(self, settings: Settings, cache: Cache) -> None:
         self.cache = cache
-        url = "async+" + settings.redis_url.get_secret_value()
-        self.shared = MovingWindowRateLimiter(RedisStorage(
-            url, implementation="redispy", key_prefix=KEY_PREFIX, socket_timeout=settings.redis_timeout_s))
+        self.script = cache.client.register_script(MOVING_WINDOW)
         self.local = MovingWindowRateLimiter(MemoryStorage())
         self.tiers: dict[str, RateLimitItem] = {
             "free": parse(settings.rate_limit_free), "pro": parse(settings.rate_limit_pro),
@@ -50,13 +82,22 @@ class RateLimiter:
         self.auth_failures = parse(settings.rate_limit_auth_failures)
 
     async def hit(self, item: RateLimitItem, *identity: str) -> Verdict:
-        limiter = self.shared if self.cache.available else self.local
+        if not self.cache.available:
+            return await self.hit_locally(item, *identity)
+        window = item.get_expiry()
+        key = "/".join((KEY_PREFIX, *identity, str(item.amount), str(window)))
+        now = time.time()
         try:
-            allowed = await limiter.hit(item, *identity)
-            reset, remaining = await limiter.get_window_stats(item, *identity)
-        except (RedisError, OSError):
-            self.cache.mark_down("ratelimit")
-            return await self.hit(item, *identity)
+            allowed, hits, oldest = await self.script(keys=[key], args=[now, item.amount, window])
+        except (RedisError, OSError) as exc:
+            self.cache.mark_down("ratelimit", exc)
+            return await self.hit_locally(item, *identity)
+        reset_s = max(1, int(float(oldest) + window - now))
+        return Verdict(bool(allowed), item.amount, max(0, item.amount - int(hits)), reset_s)
+
+    async def hit_locally(self, item: RateLimitItem, *identity: str) -> Verdict:
+        allowed = await self.local.hit(item, *identity)
+        reset, remaining = await self.local.get_window_stats(item, *identity)
         return Verdict(allowed, item.amount, remaining, max(1, int(reset - time.time())))
 
     async def check(self, item: RateLimitItem, scope: str, *identity: str) -> Verdict:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from chatwizard.core.activity import Activity
+from chatwizard.core.batching import GroupCommit, WriteBatch
 from chatwizard.core.cache import Cache
 from chatwizard.core.crypto import FieldCipher
 from chatwizard.core.db import Database
@@ -26,6 +27,7 @@ class Services:
     activity: Activity
     limiter: RateLimiter
     cipher: FieldCipher
+    writers: dict[str, GroupCommit[Any, Any]] = field(default_factory=dict)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -35,10 +37,19 @@ class Services:
         if isinstance(llm, LocalProvider):
             await llm.warm_up()
         cache = Cache(settings)
+        cache.start_listening()
         ring = settings.field_keys.get_secret_value() if settings.field_keys else None
         return cls(settings, db, cache, llm, Activity(cache), RateLimiter(settings, cache), FieldCipher(ring))
 
+    def writer(self, name: str, write_batch: WriteBatch[Any, Any]) -> GroupCommit[Any, Any]:
+        """The process's group-commit writer called ``name`` (made on first use)."""
+        if name not in self.writers:
+            self.writers[name] = GroupCommit(name, write_batch)
+        return self.writers[name]
+
     async def stop(self) -> None:
+        for writer in self.writers.values():
+            await writer.close()
         await self.db.close()
         await self.cache.close()
 

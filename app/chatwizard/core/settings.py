@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     # Chosen on a labelled paraphrase set: >= 97 % of hits right (docs/performance/cache-quality.md).
     semantic_cache_threshold: float = Field(0.80, ge=0.0, le=1.0)
     semantic_cache_max_entries: int = Field(5000, ge=0)
+    near_cache_ttl_s: float = Field(10.0, ge=0, description="how long a process keeps a hot entry in memory")
+    near_cache_entries: int = Field(4096, ge=0, description="entries per process in the near cache")
     catalogue_version_ttl_s: float = Field(5.0, description="how long a process trusts its catalogue version")
     hnsw_ef_search: int = Field(100, ge=1, le=1000, description="pgvector HNSW candidate list size")
 

@@ -97,7 +97,7 @@ class PostgresNode:
         result = run(BIN / "pg_ctl", "-D", self.data_dir, "-l", self.log_file, "-o", f"-p {self.port}", "-w",
                      "-t", "60", "start", check=False)
         if result.returncode != 0:
-            tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else result.stderr
+            tail = result.stderr + (self.log_file.read_text()[-2000:] if self.log_file.exists() else "")
             raise RuntimeError(f"postgres on port {self.port} did not start:\n{tail}")
 
     def stop(self, mode: str = "fast") -> None:

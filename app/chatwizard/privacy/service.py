@@ -82,7 +82,7 @@ async def erase(services: Services, user_id: UUID) -> bool:
 
 
 async def _erase_redis(services: Services, user: str, key_ids: list[str], lookup_keys: list[str]) -> None:
-    async def run(r: Any) -> None:
+    async def run(r: Any) -> list[str]:
         owned = [m.decode() for m in await r.smembers(user_cache_set(UUID(user)))]
         answers = [m for m in owned if "#" not in m]
         for entry in (m for m in owned if "#" in m):
@@ -90,12 +90,14 @@ async def _erase_redis(services: Services, user: str, key_ids: list[str], lookup
             await r.xdel(stream, entry_id)
         limits = []
         for key_id in key_ids:  # the rate-limit windows of each of their keys
-            limits += [k async for k in r.scan_iter(match=f"{KEY_PREFIX}*{key_id}*")]
-        await r.delete(*answers, *lookup_keys, *limits, user_cache_set(UUID(user)))
+            limits += [k.decode() async for k in r.scan_iter(match=f"{KEY_PREFIX}*{key_id}*")]
         await r.zrem(LAST_SEEN, user)
         await r.zrem(STARTED, user)
+        return [*answers, *limits, user_cache_set(UUID(user))]
 
-    await services.cache.call("erase", run, None)
+    owned = await services.cache.call("erase", run, [])
+    # Lookups always go (even with Redis down, so no process keeps them); deletes reach near caches.
+    await services.cache.delete(*lookup_keys, *owned)
 
 
 RETENTION_BATCH = 5000  # rows per statement: short locks, bounded WAL bursts on a large first run

@@ -1,0 +1,96 @@
+"""Group commit: concurrent writes share a statement, each caller learns its own outcome, nothing is
+acknowledged before it is stored; and the exchange batch statement on a real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from chatwizard.chat.queries import CONTENT, ConversationGone, Exchange, store_exchanges
+from chatwizard.chat.service import Answer
+from chatwizard.core.batching import GroupCommit
+from chatwizard.core.crypto import FieldCipher
+from tests.conftest import FIELD_KEYS
+
+
+class Recorder:
+    """A batch writer that records its batches and holds each write until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.release = asyncio.Event()
+
+    async def write(self, batch: list[int]) -> list[int | Exception]:
+        self.batches.append(batch)
+        await self.release.wait()
+        return [ValueError(f"odd {n}") if n % 2 else n * 10 for n in batch]
+
+
+async def test_writes_arriving_during_a_write_share_the_next_statement():
+    recorder = Recorder()
+    writer = GroupCommit("test", recorder.write, max_in_flight=1)
+    first = asyncio.create_task(writer.submit(0))
+    await asyncio.sleep(0.01)  # the idle writer starts on the lone item at once
+    assert recorder.batches == [[0]]
+    later = [asyncio.create_task(writer.submit(n)) for n in (2, 4, 6)]
+    await asyncio.sleep(0.01)
+    assert not first.done(), "nothing is acknowledged before its batch is written"
+    recorder.release.set()
+    assert await first == 0 and await asyncio.gather(*later) == [20, 40, 60]
+    assert recorder.batches == [[0], [2, 4, 6]]
+
+
+async def test_each_caller_gets_its_own_outcome_and_a_failed_statement_reaches_all():
+    recorder = Recorder()
+    recorder.release.set()
+    writer = GroupCommit("test", recorder.write)
+    results = await asyncio.gather(*(writer.submit(n) for n in (2, 3)), return_exceptions=True)
+    assert results[0] == 20 and isinstance(results[1], ValueError)
+
+    async def broken(batch: list[int]) -> list[int | Exception]:
+        raise ConnectionError("database unavailable")
+
+    failing = GroupCommit("test", broken)
+    results = await asyncio.gather(*(failing.submit(n) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)
+
+
+async def test_close_waits_for_writes_in_flight():
+    recorder = Recorder()
+    writer = GroupCommit("test", recorder.write)
+    pending = asyncio.create_task(writer.submit(4))
+    await asyncio.sleep(0.01)
+    closing = asyncio.create_task(writer.close())
+    await asyncio.sleep(0.01)
+    assert not closing.done()
+    recorder.release.set()
+    await closing
+    assert pending.done() and pending.result() == 40
+
+
+@pytest.fixture
+def cipher() -> FieldCipher:
+    return FieldCipher(FIELD_KEYS)
+
+
+async def test_one_statement_stores_new_and_continued_conversations_but_not_others(
+        db: asyncpg.Connection, make_user, cipher: FieldCipher):
+    alice, bob = await make_user(), await make_user()
+    answer = Answer("Watch the first video.", [{"id": "v1"}], "openai", cache="exact")
+    [(started, _)] = await store_exchanges(db, cipher, [Exchange(alice.id, None, "Q1", answer)])
+    results = await store_exchanges(db, cipher, [
+        Exchange(alice.id, started, "Q2", answer),        # continues her conversation
+        Exchange(bob.id, None, "Q3", answer),             # starts his
+        Exchange(bob.id, started, "Q4", answer),          # not his: stores nothing
+        Exchange(alice.id, uuid4(), "Q5", answer),        # gone (erased meanwhile)
+    ])
+    assert results[0][0] == started and results[1][0] != started
+    assert isinstance(results[2], ConversationGone) and isinstance(results[3], ConversationGone)
+    rows = await db.fetch("SELECT role, content, cache FROM messages WHERE conversation_id = $1 "
+                          "ORDER BY created_at, role DESC", started)
+    assert [(r["role"], cipher.decrypt(r["content"], CONTENT)) for r in rows] == [
+        ("user", "Q1"), ("assistant", answer.text), ("user", "Q2"), ("assistant", answer.text)]
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", results[1][0]) == 2
