@@ -49,9 +49,9 @@ loadtest: deps
 	$(BIN)/python -m loadrun --scenario $(SCENARIO) --users $(USERS) --ramp $(RAMP) --hold $(HOLD) \
 	  --think-scale $(THINK_SCALE)
 
-# Memory over time: 35 minutes at a steady load; the RSS trend per hour in the report skips the first 5.
+# Memory over time: 45 minutes at a steady load; the report's RSS trend per hour is fitted over the last 30.
 soak: deps
-	$(BIN)/python -m loadrun --scenario soak --users $(or $(SOAK_USERS),2000) --ramp 2m --hold 35m \
+	$(BIN)/python -m loadrun --scenario soak --users $(or $(SOAK_USERS),2000) --ramp 2m --hold 45m \
 	  --think-scale $(or $(SOAK_THINK_SCALE),1) --no-ladder
 
 clean:

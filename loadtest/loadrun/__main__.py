@@ -34,6 +34,7 @@ LADDER_LLM = {
     "embedding_median_s": 0.04,
 }
 TARGETS_MS = 3000
+SOAK_TREND_WINDOW_S = 30 * 60
 
 
 def options() -> argparse.Namespace:
@@ -183,7 +184,11 @@ def summarise(
     peak_rss_mb = max((r["rss_mb"] for r in rows), default=0)
     hit_rate = report.cache_hit_rate(first, last)
     efficiency = report.pool_efficiency(first, last)
-    trend = report.rss_trend_mb_per_hour(rows, skip_s=300) if args.scenario == "soak" else None
+    # The soak's trend covers the last SOAK_TREND_WINDOW_S at full load: the minutes before fill the
+    # bounded structures (semantic index, near cache, pools' statement caches) once.
+    full_load_end = report.seconds(args.ramp) + report.seconds(args.hold)
+    trend_window = (max(report.seconds(args.ramp), full_load_end - SOAK_TREND_WINDOW_S), full_load_end)
+    trend = report.rss_trend_mb_per_hour(rows, *trend_window) if args.scenario == "soak" else None
     measured = {
         "overall_p95_ms": k6_metric(summary, "http_req_duration"),
         "chat_p95_ms": k6_metric(summary, "chat_duration"),
@@ -199,6 +204,7 @@ def summarise(
         "cache_hit_rate": hit_rate,
         "pool_efficiency": efficiency,
         "rss_trend_mb_per_hour": trend,
+        "rss_trend_window_min": [round(t / 60, 1) for t in trend_window] if trend is not None else None,
         "rss_series_first_mb": rows[0]["rss_mb"] if rows else None,
         "rss_series_last_mb": rows[-1]["rss_mb"] if rows else None,
         "llm_calls": llm.get("requests"),

@@ -95,7 +95,8 @@ def to_markdown(name: str, r: dict[str, Any]) -> str:
         lines += [
             "## Memory over time",
             "",
-            f"RSS trend after the first 5 minutes (least squares): {m['rss_trend_mb_per_hour']} MB per hour; "
+            f"RSS trend over minutes {m['rss_trend_window_min'][0]:g}-{m['rss_trend_window_min'][1]:g} of the run "
+            f"(the last 30 at full load; least squares): {m['rss_trend_mb_per_hour']} MB per hour; "
             f"bound {SOAK_BOUND_MB_PER_HOUR:g} MB per hour. RSS went from {m['rss_series_first_mb']:,.0f} MB "
             f"to {m['rss_series_last_mb']:,.0f} MB (peak {m['peak_rss_mb']:,.0f} MB).",
             "",

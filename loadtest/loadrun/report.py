@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -87,9 +88,18 @@ def series(samples: list[Sample]) -> list[dict[str, Any]]:
     return rows
 
 
-def rss_trend_mb_per_hour(rows: list[dict[str, Any]], skip_s: float) -> float | None:
-    """Least-squares slope of RSS after the warm-up, in MB per hour."""
-    points = [(r["t_s"], r["rss_mb"]) for r in rows if r["t_s"] >= skip_s]
+def seconds(duration: str) -> float:
+    """A k6 duration ("45m", "1h30m", "90s") in seconds."""
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", duration)
+    if not parts or not duration:
+        raise ValueError(f"not a k6 duration: {duration!r}")
+    hours, minutes, secs = (int(p or 0) for p in parts.groups())
+    return 3600 * hours + 60 * minutes + secs
+
+
+def rss_trend_mb_per_hour(rows: list[dict[str, Any]], start_s: float, end_s: float) -> float | None:
+    """Least-squares slope of RSS between start_s and end_s of the run, in MB per hour."""
+    points = [(r["t_s"], r["rss_mb"]) for r in rows if start_s <= r["t_s"] <= end_s]
     if len(points) < 3:
         return None
     n = len(points)

@@ -96,11 +96,15 @@ DASHBOARDS: dict[str, tuple[str, dict[str, list[P]]]] = {
             P("Node up and connection failures", (f"min by (node) (chatwizard_db_up{{{APP}}})", "min(pg_up)",
                                                   f'sum by (node) (increase(chatwizard_db_connection_failures_total{{{APP}}}[5m]))'),
               "short", "1 = reachable. Failures page at once.", "{{node}}"),
+            P("Group-commit batch size", (f'sum by (writer) (rate(chatwizard_db_write_batch_size_sum{{{APP}}}[{RATE}])) / sum by (writer) (rate(chatwizard_db_write_batch_size_count{{{APP}}}[{RATE}]))',),
+              "short", "Chats stored per statement and commit; grows with load (1 when quiet).", "{{writer}}"),
         ],
         "Redis": [
             P("Redis errors and fallback", (f'sum by (operation) (rate(chatwizard_redis_errors_total{{{APP}}}[{RATE}]))',
                                             f"max(chatwizard_redis_fallback_active{{{APP}}})", "min(redis_up)"),
               "short", "Command failures; fallback 1 = serving without Redis.", "{{operation}}"),
+            P("Near-cache hit ratio", (f'sum(rate(chatwizard_near_cache_requests_total{{{APP},result="hit"}}[{RATE}])) / sum(rate(chatwizard_near_cache_requests_total{{{APP}}}[{RATE}]))',),
+              "percentunit", "Key lookups and popular answers served from process memory; 0 while Redis is down (by design)."),
         ]}),
     "chatwizard-business": ("Chat Wizard / Business", {
         "Engagement": [

@@ -66,7 +66,7 @@ class Cache:
                         self.near_generation += 1
                         for key in orjson.loads(message["data"]):
                             self.near.pop(key, None)
-            except (RedisError, OSError):
+            except (RedisError, OSError, ValueError):  # ValueError: a message that is not a JSON list
                 pass
             finally:
                 self.listening = False
