@@ -66,9 +66,10 @@ def labelled() -> tuple[list[str], list[tuple[str, int | None]]]:
 def evaluate(embed: Embedder, thresholds: Sequence[float]) -> list[Quality]:
     remembered, lookups = labelled()
     index = SemanticIndex()
+    index.reset("cache-quality", capacity=len(remembered))
     stored = embed([normalise(q) for q in remembered])
-    index.vectors = np.stack([unit(list(v)) for v in stored]).astype(np.float32)
-    index.keys = [str(i) for i in range(len(remembered))]
+    index.extend([(f"{i}-0".encode(), {b"v": unit(list(v)).tobytes(), b"k": str(i).encode()})
+                  for i, v in enumerate(stored)])
     queries = embed([normalise(q) for q, _ in lookups])
     best = [index.best(unit(list(v))) for v in queries]
     paraphrases = sum(1 for _, intent in lookups if intent is not None)

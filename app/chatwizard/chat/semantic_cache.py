@@ -24,27 +24,36 @@ def stream_key(version: int, prompt_version: str) -> str:
 
 @dataclass
 class SemanticIndex:
+    """The newest ``capacity`` entries in a ring allocated once: arriving entries overwrite the oldest
+    slots in place, so a busy cache neither copies its matrix nor fragments the heap as it fills."""
+
     stream: str = ""
     last_id: str = "-"
+    capacity: int = 0
+    size: int = 0
+    next_slot: int = 0
     vectors: np.ndarray = field(default_factory=lambda: np.empty((0, DIMENSIONS), dtype=np.float32))
     keys: list[str] = field(default_factory=list)
 
-    def reset(self, stream: str) -> None:
-        self.stream, self.last_id, self.keys = stream, "-", []
-        self.vectors = np.empty((0, DIMENSIONS), dtype=np.float32)
+    def reset(self, stream: str, capacity: int) -> None:
+        self.stream, self.last_id, self.capacity, self.size, self.next_slot = stream, "-", capacity, 0, 0
+        self.vectors = np.zeros((capacity, DIMENSIONS), dtype=np.float32)
+        self.keys = [""] * capacity
 
-    def extend(self, entries: list[tuple[bytes, dict[bytes, bytes]]], cap: int) -> None:
+    def extend(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         if not entries:
             return
-        new = np.stack([np.frombuffer(fields[b"v"], dtype=np.float32) for _, fields in entries])
-        self.vectors = np.concatenate([self.vectors, new])[-cap:]
-        self.keys = (self.keys + [fields[b"k"].decode() for _, fields in entries])[-cap:]
         self.last_id = "(" + entries[-1][0].decode()
+        for _, fields in entries[-self.capacity:] if self.capacity else []:
+            self.vectors[self.next_slot] = np.frombuffer(fields[b"v"], dtype=np.float32)
+            self.keys[self.next_slot] = fields[b"k"].decode()
+            self.next_slot = (self.next_slot + 1) % self.capacity
+            self.size = min(self.size + 1, self.capacity)
 
     def best(self, query: np.ndarray) -> tuple[str, float] | None:
-        if not self.keys:
+        if not self.size:
             return None
-        scores = self.vectors @ query
+        scores = self.vectors[: self.size] @ query
         index = int(np.argmax(scores))
         return self.keys[index], float(scores[index])
 
@@ -62,14 +71,14 @@ async def lookup(services: Services, version: int, embedding: list[float]) -> tu
     """The exact-cache key of the most similar earlier question above the threshold, if any."""
     s = services.settings
     stream = stream_key(version, s.prompt_version)
-    if _index.stream != stream:
-        _index.reset(stream)
+    if (_index.stream, _index.capacity) != (stream, s.semantic_cache_max_entries):
+        _index.reset(stream, s.semantic_cache_max_entries)
     entries = await services.cache.call(
         "xrange", lambda r: r.xrange(stream, min=_index.last_id, max="+"), None
     )
     if entries is None:  # Redis unavailable: no semantic cache
         return None
-    _index.extend(entries, s.semantic_cache_max_entries)
+    _index.extend(entries)
     found = _index.best(unit(embedding))
     if found is None or found[1] < s.semantic_cache_threshold:
         return None
