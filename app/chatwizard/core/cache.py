@@ -35,12 +35,16 @@ INVALIDATIONS = "cw:invalidate"  # the channel deletes are published on, as a JS
 class Cache:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.client: redis.Redis = redis.Redis.from_url(
+        # A blocking pool: a burst beyond redis_pool_max waits for a free connection (up to the timeout)
+        # rather than failing at once, which would put the whole process in fallback mode.
+        self.client: redis.Redis = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
             settings.redis_url.get_secret_value(),
+            max_connections=settings.redis_pool_max,
+            timeout=settings.redis_timeout_s,
             socket_timeout=settings.redis_timeout_s,
             socket_connect_timeout=settings.redis_timeout_s,
             health_check_interval=30,
-        )
+        ))
         self._down_until = 0.0
         self.near: OrderedDict[str, tuple[float, Any]] = OrderedDict()  # key -> (expires, value), LRU
         self.near_generation = 0  # bumped per invalidation: a read that raced one is not kept

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     # Redis: cache and (with the security issue) rate limits. Down means degraded, not broken.
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     redis_timeout_s: float = 0.5
+    redis_pool_max: int = Field(100, ge=1, description="connections per process; a burst beyond it waits")
     redis_retry_interval_s: float = Field(5.0, description="how long to skip Redis after a failure")
 
     # Rate limits (moving windows, `limits` notation). Per API key by tier; per client address for the
