@@ -68,8 +68,8 @@ def evaluate(embed: Embedder, thresholds: Sequence[float]) -> list[Quality]:
     index = SemanticIndex()
     index.reset("cache-quality", capacity=len(remembered))
     stored = embed([normalise(q) for q in remembered])
-    index.extend([(f"{i}-0".encode(), {b"v": unit(list(v)).tobytes(), b"k": str(i).encode()})
-                  for i, v in enumerate(stored)])
+    for i, vector in enumerate(stored):
+        index.add(unit(list(vector)), str(i))
     queries = embed([normalise(q) for q, _ in lookups])
     best = [index.best(unit(list(v))) for v in queries]
     paraphrases = sum(1 for _, intent in lookups if intent is not None)

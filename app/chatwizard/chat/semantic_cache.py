@@ -40,15 +40,22 @@ class SemanticIndex:
         self.vectors = np.zeros((capacity, DIMENSIONS), dtype=np.float32)
         self.keys = [""] * capacity
 
+    def add(self, vector: np.ndarray, key: str) -> None:
+        """Put one unit vector in the oldest slot (nothing is kept at capacity 0: the cache is off)."""
+        if not self.capacity:
+            return
+        self.vectors[self.next_slot] = vector
+        self.keys[self.next_slot] = key
+        self.next_slot = (self.next_slot + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
     def extend(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Take in stream entries read after ``last_id``; the ring keeps the newest ``capacity``."""
         if not entries:
             return
         self.last_id = "(" + entries[-1][0].decode()
-        for _, fields in entries[-self.capacity:] if self.capacity else []:
-            self.vectors[self.next_slot] = np.frombuffer(fields[b"v"], dtype=np.float32)
-            self.keys[self.next_slot] = fields[b"k"].decode()
-            self.next_slot = (self.next_slot + 1) % self.capacity
-            self.size = min(self.size + 1, self.capacity)
+        for _, fields in entries:
+            self.add(np.frombuffer(fields[b"v"], dtype=np.float32), fields[b"k"].decode())
 
     def best(self, query: np.ndarray) -> tuple[str, float] | None:
         if not self.size:
