@@ -22,6 +22,9 @@ from typing import Any, TypeVar
 import orjson
 import redis.asyncio as redis
 import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from chatwizard.core import metrics
@@ -36,7 +39,9 @@ class Cache:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # A blocking pool: a burst beyond redis_pool_max waits for a free connection (up to the timeout)
-        # rather than failing at once, which would put the whole process in fallback mode.
+        # rather than failing at once, which would put the whole process in fallback mode. A command
+        # that fails on a dead pooled connection (Redis restarted) is retried once on a fresh one; at
+        # worst a command that reached a crashing server counts twice (one rate-limit hit too many).
         self.client: redis.Redis = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
             settings.redis_url.get_secret_value(),
             max_connections=settings.redis_pool_max,
@@ -44,23 +49,25 @@ class Cache:
             socket_timeout=settings.redis_timeout_s,
             socket_connect_timeout=settings.redis_timeout_s,
             health_check_interval=30,
+            retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
         ))
         self._down_until = 0.0
         self.near: OrderedDict[str, tuple[float, Any]] = OrderedDict()  # key -> (expires, value), LRU
         self.near_generation = 0  # bumped per invalidation: a read that raced one is not kept
         self.listening = False
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start_listening(self) -> None:
         self._listener = asyncio.create_task(self._listen())
 
     async def _listen(self) -> None:
         """Drop from the near cache whatever any process deletes; runs for the process's life."""
-        while True:
+        while not self._closing:
             pubsub = self.client.pubsub()
             try:
                 await pubsub.subscribe(INVALIDATIONS)
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(timeout=10.0)
                     if message is None:
                         continue
@@ -77,7 +84,8 @@ class Cache:
                 self.near.clear()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
-            await asyncio.sleep(self.settings.redis_retry_interval_s)
+            if not self._closing:
+                await asyncio.sleep(self.settings.redis_retry_interval_s)
 
     @property
     def near_usable(self) -> bool:
@@ -88,10 +96,13 @@ class Cache:
         return time.monotonic() >= self._down_until
 
     async def close(self) -> None:
-        if self._listener is not None:
+        self._closing = True
+        # A cancel that lands in redis-py's timed read can be swallowed there (redis-py #2551): the
+        # read returns as if nothing happened. The flag ends the loop at its next turn, and cancelling
+        # again reaches whatever it awaits after that (closing the pub/sub, the retry sleep).
+        while self._listener is not None and not self._listener.done():
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            await asyncio.wait({self._listener}, timeout=0.1)
         await self.client.aclose()
 
     async def call(self, operation: str, command: Callable[[redis.Redis], Awaitable[T]],
