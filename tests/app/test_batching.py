@@ -58,6 +58,25 @@ async def test_each_caller_gets_its_own_outcome_and_a_failed_statement_reaches_a
     assert all(isinstance(r, ConnectionError) for r in results)
 
 
+async def test_a_write_submitted_as_the_writer_finishes_is_still_written():
+    """The writer's last turn and a new submit in the same tick of the loop: the new one is not left
+    behind waiting for a writer that has already finished (it would wait until the next write)."""
+    recorder = Recorder()
+    writer = GroupCommit("test", recorder.write)
+    first = asyncio.create_task(writer.submit(0))
+    await asyncio.sleep(0.01)  # the writer is inside its write, waiting for release
+
+    async def submit_when_released() -> int:
+        await recorder.release.wait()  # woken just after the writer, so it runs before the writer is reaped
+        return await writer.submit(2)
+
+    late = asyncio.create_task(submit_when_released())
+    await asyncio.sleep(0.01)
+    recorder.release.set()
+    assert await first == 0
+    assert await asyncio.wait_for(late, 1) == 20
+
+
 async def test_close_waits_for_writes_in_flight():
     recorder = Recorder()
     writer = GroupCommit("test", recorder.write)

@@ -33,12 +33,18 @@ class GroupCommit(Generic[Item, Result]):
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self.pending.append((item, future))
         if len(self.writers) < self.max_in_flight:
-            writer = asyncio.create_task(self._drain())
-            self.writers.add(writer)
-            writer.add_done_callback(self.writers.discard)
+            self.writers.add(asyncio.create_task(self._drain()))
         return await future  # a caller that gives up cancels only its own future; the write goes on
 
     async def _drain(self) -> None:
+        try:
+            await self._write_pending()
+        finally:
+            # Leave the set in the same step that found nothing pending. A done callback would run a
+            # tick later, and a submit in between would see this writer as busy and wait for the next.
+            self.writers.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _write_pending(self) -> None:
         while self.pending:
             batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
             metrics.DB_BATCH_SIZE.labels(self.name).observe(len(batch))
