@@ -56,6 +56,7 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
     state = tmp_path_factory.mktemp("estate")
     primary, replica = start_pair(state, free_port(), free_port())
     asyncio.run(migrate(primary.dsn))
+    primary.create_app_login()  # app servers log in with only the app role's grants, as in production
     yield Databases(primary, replica)
     replica.stop("immediate")
     primary.stop("immediate")
@@ -103,8 +104,8 @@ def app_env(databases: Databases, redis_node: RedisNode, fake_llm: RunningFakeLL
         "CHATWIZARD_PORT": str(free_port()),
         "CHATWIZARD_METRICS_PORT": str(free_port()),
         "CHATWIZARD_WORKERS": "2",
-        "CHATWIZARD_DATABASE_URL": databases.primary.dsn,
-        "CHATWIZARD_REPLICA_URL": databases.replica.dsn,
+        "CHATWIZARD_DATABASE_URL": databases.primary.app_dsn,
+        "CHATWIZARD_REPLICA_URL": databases.replica.app_dsn,
         "CHATWIZARD_REDIS_URL": redis_node.url,
         "CHATWIZARD_METRICS_MULTIPROC_DIR": str(tmp / "metrics"),
         "CHATWIZARD_REPLICA_CHECK_INTERVAL_S": "0.5",

@@ -74,3 +74,23 @@ async def test_the_trail_is_append_only(databases: Databases, statement: str):
             await conn.execute(statement)
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_events SET action = 'nothing_happened'",
+    "DELETE FROM audit_events",
+    "TRUNCATE audit_events",
+])
+async def test_the_apps_own_role_cannot_change_the_trail_even_with_the_maintenance_flag(
+        databases: Databases, statement: str):
+    """What a compromised app process could try: it may add and read events, never rewrite them."""
+    conn = await asyncpg.connect(databases.primary.app_dsn)
+    try:
+        await conn.execute("INSERT INTO audit_events (action, outcome) VALUES ('test_marker', 'success')")
+        assert await conn.fetchval("SELECT count(*) FROM audit_events WHERE action = 'test_marker'") >= 1
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            async with conn.transaction():
+                await conn.execute("SET LOCAL chatwizard.audit_maintenance = 'on'")
+                await conn.execute(statement)
+    finally:
+        await conn.close()

@@ -67,7 +67,8 @@ def test_migrate_encrypts_and_indexes_addresses_written_before(app_server: AppSe
     user = databases.primary.psql(
         f"INSERT INTO users (email, tier) VALUES ('{email}', 'free') RETURNING id").splitlines()[0]
     chatwizard = Path(sys.executable).with_name("chatwizard")
-    migrated = subprocess.run([chatwizard, "migrate"], env=app_server.env, capture_output=True, text=True, check=True)
+    as_owner = {**app_server.env, "CHATWIZARD_DATABASE_URL": databases.primary.dsn}  # migrations need DDL
+    migrated = subprocess.run([chatwizard, "migrate"], env=as_owner, capture_output=True, text=True, check=True)
     assert "encrypted and indexed" in migrated.stdout
     assert databases.primary.psql(f"SELECT email FROM users WHERE id = '{user}'").startswith("enc:t1:")
     created = subprocess.run([chatwizard, "keys", "create", "--email", email], env=app_server.env,

@@ -24,7 +24,6 @@ from chatwizard.core.services import Services
 
 log = structlog.get_logger("chatwizard.audit")
 REPEAT_WINDOW_S = 60.0
-MAINTENANCE = "SET LOCAL chatwizard.audit_maintenance = 'on'"  # lets retention and erasure change rows
 INSERT = """
 INSERT INTO audit_events (action, outcome, actor_user, actor_key, source, target, detail)
 VALUES ($1, $2, $3, $4, $5::inet, $6, $7::jsonb)
@@ -90,10 +89,6 @@ async def events(conn: asyncpg.Connection, action: str | None, since: datetime |
 
 
 async def forget(conn: asyncpg.Connection, user_id: UUID) -> None:
-    """Erasure: the user's past events stay (they are the security record) but no longer name them."""
-    await conn.execute(MAINTENANCE)
-    await conn.execute(
-        "UPDATE audit_events SET actor_user = NULL, actor_key = NULL, source = NULL, "
-        "target = CASE WHEN target = $2 THEN NULL ELSE target END "
-        "WHERE actor_user = $1 OR target = $2", user_id, f"user:{user_id}",
-    )
+    """Erasure: the user's past events stay (they are the security record) but no longer name them.
+    The app's role may not update the table; this function, run as its owner, may (migration 0005)."""
+    await conn.execute("SELECT audit_forget($1)", user_id)

@@ -99,8 +99,9 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             redis = RedisNode(state_dir / "redis", ports.redis)
             redis.start()
             stops.insert(0, ("redis", redis.stop))
-            env = app_environment(ports, primary.dsn, replica.dsn, redis.url, state_dir)
-            prepare_database(env)
+            prepare_database(app_environment(ports, primary.dsn, replica.dsn, redis.url, state_dir))
+            primary.create_app_login()
+            env = app_environment(ports, primary.app_dsn, replica.app_dsn, redis.url, state_dir)
             key = demo_key(env, state_dir)
             app = start_app(env, state_dir / "app.log")
             stops.insert(0, ("app", lambda: stop_process(app)))
@@ -109,7 +110,7 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             targets = Targets(f"127.0.0.1:{ports.metrics}", base, primary.dsn, f"127.0.0.1:{ports.redis}",
                               key, webhook_url=None)
             stops[:0] = start_monitoring(state_dir / "monitoring", ports, targets)
-            print_summary(base, ports, key, primary.dsn, replica.dsn, redis.url, state_dir)
+            print_summary(base, ports, key, primary.dsn, replica.dsn, primary.app_dsn, redis.url, state_dir)
             while app.poll() is None:
                 time.sleep(1)
             print(f"the app exited with code {app.returncode}; see {state_dir / 'app.log'}")
@@ -122,7 +123,7 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
                 print(f"  stopped {name}")
 
 
-def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str,
+def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str, app_dsn: str,
                   redis_url: str, state_dir: Path) -> None:
     lines = [
         "",
@@ -132,8 +133,9 @@ def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, rep
         f"  Readiness      {base}/readyz",
         f"  Metrics        http://127.0.0.1:{ports.metrics}/metrics",
         f"  Demo API key   {key}",
-        f"  Postgres       {primary_dsn}  (primary)",
+        f"  Postgres       {primary_dsn}  (primary, as the owner)",
         f"                 {replica_dsn}  (read replica)",
+        f"                 {app_dsn}  (the app's login: only the chatwizard_app role's grants)",
         f"  Redis          {redis_url}",
         f"  Prometheus     http://127.0.0.1:{ports.prometheus}  (alerts: /alerts)",
         f"  Alertmanager   http://127.0.0.1:{ports.alertmanager}",
