@@ -59,6 +59,7 @@ class StackConfig(BaseModel):
     db_backup_retention_days: Annotated[int, Field(ge=1, le=35)]
     db_deletion_protection: bool
     db_password: SecretStr = Field(min_length=16)
+    app_db_password: SecretStr = Field(min_length=16)
     # Cache (ElastiCache Redis)
     cache_node_type: str = Field(pattern=r"^cache\.")
     cache_replicas: Annotated[int, Field(ge=0, le=5)]

@@ -118,6 +118,7 @@ def build(config: StackConfig) -> None:
             db_primary_host=database.primary_endpoint,
             db_replica_hosts=database.replica_endpoints,
             db_password=config.secret("db_password"),
+            app_db_password=config.secret("app_db_password"),
             redis_host=cache.endpoint,
             redis_auth_token=config.secret("redis_auth_token"),
             app_secrets=config.app_secrets(),

@@ -24,7 +24,8 @@ import pytest
 
 from chatwizard.accounts import service as accounts
 from chatwizard.core.crypto import FieldCipher, new_key_entry
-from chatwizard.core.migrate import migrate
+from chatwizard.core.migrate import ensure_app_login, migrate
+from chatwizard.core.settings import APP_DB_LOGIN
 from chatwizard.estate.ports import free_port
 from chatwizard.estate.postgres import PostgresNode, start_pair
 from chatwizard.estate.processes import stop_process, wait_ready
@@ -34,6 +35,7 @@ from fakellm.config import FakeLLMConfig
 from fakellm.testing import RunningFakeLLM, running_fake_llm
 
 TEST_OPENAI_KEY = "sk-test-fake-llm-key"  # accepted by the fake LLM only
+APP_DB_PASSWORD = "test-app-login"  # the test cluster trusts loopback: not a secret
 FIELD_KEYS = new_key_entry("t1")  # one ring for every app server the tests start on the shared database
 
 
@@ -56,7 +58,8 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
     state = tmp_path_factory.mktemp("estate")
     primary, replica = start_pair(state, free_port(), free_port())
     asyncio.run(migrate(primary.dsn))
-    primary.create_app_login()  # app servers log in with only the app role's grants, as in production
+    # App servers log in with only the app role's grants, as in production (trust auth: any password).
+    asyncio.run(ensure_app_login(primary.dsn, APP_DB_LOGIN, APP_DB_PASSWORD))
     yield Databases(primary, replica)
     replica.stop("immediate")
     primary.stop("immediate")
@@ -104,8 +107,8 @@ def app_env(databases: Databases, redis_node: RedisNode, fake_llm: RunningFakeLL
         "CHATWIZARD_PORT": str(free_port()),
         "CHATWIZARD_METRICS_PORT": str(free_port()),
         "CHATWIZARD_WORKERS": "2",
-        "CHATWIZARD_DATABASE_URL": databases.primary.app_dsn,
-        "CHATWIZARD_REPLICA_URL": databases.replica.app_dsn,
+        "CHATWIZARD_DATABASE_URL": databases.primary.dsn_as(APP_DB_LOGIN, APP_DB_PASSWORD),
+        "CHATWIZARD_REPLICA_URL": databases.replica.dsn_as(APP_DB_LOGIN, APP_DB_PASSWORD),
         "CHATWIZARD_REDIS_URL": redis_node.url,
         "CHATWIZARD_METRICS_MULTIPROC_DIR": str(tmp / "metrics"),
         "CHATWIZARD_REPLICA_CHECK_INTERVAL_S": "0.5",

@@ -74,15 +74,20 @@ def serve() -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply pending SQL migrations to the primary (a no-op when up to date)."""
+    """Apply pending SQL migrations to the primary (a no-op when up to date); with
+    CHATWIZARD_APP_DB_PASSWORD set, also create the app's own login or set its password."""
     from chatwizard.accounts.service import index_emails
     from chatwizard.core.crypto import FieldCipher
+    from chatwizard.core.migrate import ensure_app_login
     from chatwizard.core.migrate import migrate as apply
 
     settings = get_settings()
     dsn = settings.database_url.get_secret_value()
     applied = asyncio.run(apply(dsn))
     typer.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+    if settings.app_db_password is not None:
+        asyncio.run(ensure_app_login(dsn, settings.app_db_login, settings.app_db_password.get_secret_value()))
+        typer.echo(f"app login {settings.app_db_login} is ready")
 
     async def encrypt_old_emails() -> int:
         conn = await asyncpg.connect(dsn)

@@ -16,6 +16,7 @@ from infra.ports import POSTGRES_PORT
 TYPE = "chatwizard:infra:Database"
 REPLICA_LAG_ALARM_S = 30  # the app itself stops reading from a replica past CHATWIZARD_REPLICA_MAX_LAG_S
 
+OWNER_LOGIN = "chatwizard"  # the RDS master user: owns the schema; only migrations log in as it
 
 @dataclass(frozen=True)
 class DatabaseArgs:
@@ -111,7 +112,7 @@ class Database(pulumi.ComponentResource):
             allocated_storage=args.allocated_storage_gb,
             storage_type="gp3",
             db_name="chatwizard",
-            username="chatwizard",
+            username=OWNER_LOGIN,
             password=args.password,
             db_subnet_group_name=subnets.name,
             multi_az=args.multi_az,

@@ -1,14 +1,18 @@
 """The app on the cluster, deployed from k8s/overlays/<environment> (the one source of its manifests)
 with the image tag from the stack config, PgBouncer pointed at the RDS endpoints, and the secrets the
-manifests expect: `chatwizard-secrets`, `pgbouncer-userlist`, `pgbouncer-tls`, `chatwizard-tls`."""
+manifests expect: `chatwizard-secrets`, `chatwizard-migrate-secrets`, `pgbouncer-userlist`, `pgbouncer-tls`,
+`chatwizard-tls`. The app and the retention CronJob log in as the app's own login (role chatwizard_app:
+no DDL, the audit trail append-only); only migrations use the schema owner, and set that login."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +21,16 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 import yaml
 
+from infra.components.database import OWNER_LOGIN
 from infra.ports import PGBOUNCER_PORT, REDIS_PORT
 
 TYPE = "chatwizard:infra:Workload"
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 NAMESPACE = "chatwizard"
+# Pods read env and PgBouncer its userlist only at start: a digest of that secret data on the pod template
+# makes a changed key or password roll the pods (the digest reveals nothing of a high-entropy secret).
+SECRETS_DIGEST = "checksum/secrets"
+APP_LOGIN = "chatwizard_api"  # created by `chatwizard migrate` in role chatwizard_app (app migration 0005)
 PGBOUNCER_HOST = f"pgbouncer.{NAMESPACE}.svc"
 PGBOUNCER_CA_PATH = "/etc/chatwizard/pgbouncer-ca/ca.crt"  # mounted by k8s/base from pgbouncer-tls
 APP_IMAGE = "chatwizard"  # the image name the manifests use; kustomize and this component replace it
@@ -34,7 +43,8 @@ class WorkloadArgs:
     image: str  # repository:tag
     db_primary_host: pulumi.Output[str]
     db_replica_hosts: list[pulumi.Output[str]]
-    db_password: pulumi.Output[str]
+    db_password: pulumi.Output[str]  # the owner's
+    app_db_password: pulumi.Output[str]
     redis_host: pulumi.Output[str]
     redis_auth_token: pulumi.Output[str]
     app_secrets: dict[str, pulumi.Output[str]]  # environment variable -> value (OpenAI key, Sentry DSN, ...)
@@ -57,6 +67,12 @@ def render(environment: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(built) if doc]
 
 
+def digest(data: pulumi.Input[Any]) -> pulumi.Output[str]:
+    return pulumi.Output.unsecret(pulumi.Output.from_input(data).apply(
+        lambda value: sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+    ))
+
+
 def point_pgbouncer_at(manifest: dict[str, Any], primary: str, replicas: list[str]) -> None:
     """Replace the placeholder hosts of pgbouncer.ini with the RDS endpoints (replicas round-robin)."""
     ini = manifest["data"]["pgbouncer.ini"]
@@ -77,15 +93,22 @@ class Workload(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
         )
         in_namespace = pulumi.ResourceOptions(parent=namespace, provider=args.provider)
-        secrets = self._secrets(name, args, in_namespace)
-        pgbouncer_ini = pulumi.Output.all(args.db_primary_host, *args.db_replica_hosts)
+        secrets, read_at_start = self._secrets(name, args, in_namespace)
+        resolved = pulumi.Output.all(
+            pulumi.Output.all(**{deployment: digest(data) for deployment, data in read_at_start.items()}),
+            args.db_primary_host, *args.db_replica_hosts,
+        )
 
-        def configure(objects: list[str]) -> str:
-            primary, *replicas = objects
+        def configure(objects: list[Any]) -> str:
+            digests, primary, *replicas = objects
             rest = [m for m in manifests if m["kind"] != "Namespace"]
             for manifest in rest:
-                if manifest["kind"] == "ConfigMap" and manifest["metadata"]["name"] == "pgbouncer-config":
+                kind, manifest_name = manifest["kind"], manifest["metadata"]["name"]
+                if kind == "ConfigMap" and manifest_name == "pgbouncer-config":
                     point_pgbouncer_at(manifest, primary, replicas)
+                if kind == "Deployment" and manifest_name in digests:
+                    pod_metadata = manifest["spec"]["template"]["metadata"]
+                    pod_metadata.setdefault("annotations", {})[SECRETS_DIGEST] = digests[manifest_name]
                 for container in _containers(manifest):
                     if container["image"].split(":")[0].endswith(f"/{APP_IMAGE}"):
                         container["image"] = args.image
@@ -93,7 +116,7 @@ class Workload(pulumi.ComponentResource):
 
         self.manifests = k8s.yaml.ConfigGroup(
             name,
-            yaml=[pgbouncer_ini.apply(configure)],
+            yaml=[resolved.apply(configure)],
             opts=pulumi.ResourceOptions(
                 parent=self, provider=args.provider, depends_on=[namespace, *secrets]
             ),
@@ -102,26 +125,32 @@ class Workload(pulumi.ComponentResource):
 
     def _secrets(
         self, name: str, args: WorkloadArgs, opts: pulumi.ResourceOptions
-    ) -> list[k8s.core.v1.Secret]:
-        password = args.db_password
-        database_url = pulumi.Output.format(
-            "postgresql://chatwizard:{0}@{1}:{2}/chatwizard?sslmode=verify-full&sslrootcert={3}",
-            password,
-            PGBOUNCER_HOST,
-            PGBOUNCER_PORT,
-            PGBOUNCER_CA_PATH,
-        )
-        replica_url = pulumi.Output.format(
-            "postgresql://chatwizard:{0}@{1}:{2}/chatwizard_replica?sslmode=verify-full&sslrootcert={3}",
-            password,
-            PGBOUNCER_HOST,
-            PGBOUNCER_PORT,
-            PGBOUNCER_CA_PATH,
-        )
+    ) -> tuple[list[k8s.core.v1.Secret], dict[str, pulumi.Input[Any]]]:
+        """The Secrets, and by Deployment the secret data its pods read only when they start."""
+        def database_url(login: str, password: pulumi.Output[str], database: str) -> pulumi.Output[str]:
+            return pulumi.Output.format(
+                "postgresql://{0}:{1}@{2}:{3}/{4}?sslmode=verify-full&sslrootcert={5}",
+                login, password, PGBOUNCER_HOST, PGBOUNCER_PORT, database, PGBOUNCER_CA_PATH,
+            )
+
         redis_url = pulumi.Output.format(
             "rediss://:{0}@{1}:{2}/0", args.redis_auth_token, args.redis_host, REDIS_PORT
         )
         ca, server_key, server = self._pgbouncer_certificate(name)
+        app_env = {
+            "CHATWIZARD_DATABASE_URL": database_url(APP_LOGIN, args.app_db_password, "chatwizard"),
+            "CHATWIZARD_REPLICA_URL": database_url(APP_LOGIN, args.app_db_password, "chatwizard_replica"),
+            "CHATWIZARD_REDIS_URL": redis_url,
+            **args.app_secrets,
+        }
+        migrate_env = {
+            "CHATWIZARD_DATABASE_URL": database_url(OWNER_LOGIN, args.db_password, "chatwizard"),
+            "CHATWIZARD_APP_DB_LOGIN": APP_LOGIN,
+            "CHATWIZARD_APP_DB_PASSWORD": args.app_db_password,
+        }
+        userlist = pulumi.Output.format(
+            '"{0}" "{1}"\n"{2}" "{3}"\n', OWNER_LOGIN, args.db_password, APP_LOGIN, args.app_db_password
+        )
 
         def secret(
             suffix: str, secret_name: str, data: dict[str, pulumi.Input[str]], kind: str = "Opaque"
@@ -134,22 +163,11 @@ class Workload(pulumi.ComponentResource):
                 opts=opts,
             )
 
-        return [
-            secret(
-                "app",
-                "chatwizard-secrets",
-                {
-                    "CHATWIZARD_DATABASE_URL": database_url,
-                    "CHATWIZARD_REPLICA_URL": replica_url,
-                    "CHATWIZARD_REDIS_URL": redis_url,
-                    **args.app_secrets,
-                },
-            ),
-            secret(
-                "pgbouncer-userlist",
-                "pgbouncer-userlist",
-                {"userlist.txt": pulumi.Output.format('"chatwizard" "{0}"\n', password)},
-            ),
+        secrets = [
+            secret("app", "chatwizard-secrets", app_env),
+            # Layered over chatwizard-secrets for the migrate Job and init container only.
+            secret("migrate", "chatwizard-migrate-secrets", migrate_env),
+            secret("pgbouncer-userlist", "pgbouncer-userlist", {"userlist.txt": userlist}),
             secret(
                 "pgbouncer-tls",
                 "pgbouncer-tls",
@@ -163,6 +181,7 @@ class Workload(pulumi.ComponentResource):
                 "kubernetes.io/tls",
             ),
         ]
+        return secrets, {"chatwizard": [app_env, migrate_env], "pgbouncer": userlist}
 
     def _pgbouncer_certificate(self, name: str) -> tuple[pulumi.Output[str], ...]:
         """A private CA for the app -> PgBouncer hop, which the app verifies (sslmode=verify-full)."""

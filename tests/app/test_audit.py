@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from tests.conftest import AppServer, Databases, metric_value
+from chatwizard.core.migrate import ensure_app_login
+from chatwizard.core.settings import APP_DB_LOGIN
+from tests.conftest import APP_DB_PASSWORD, AppServer, Databases, metric_value
 
 
 async def audit(app_server: AppServer, admin_key: str, **params: str) -> list[dict]:
@@ -84,7 +86,7 @@ async def test_the_trail_is_append_only(databases: Databases, statement: str):
 async def test_the_apps_own_role_cannot_change_the_trail_even_with_the_maintenance_flag(
         databases: Databases, statement: str):
     """What a compromised app process could try: it may add and read events, never rewrite them."""
-    conn = await asyncpg.connect(databases.primary.app_dsn)
+    conn = await asyncpg.connect(databases.primary.dsn_as(APP_DB_LOGIN, APP_DB_PASSWORD))
     try:
         await conn.execute("INSERT INTO audit_events (action, outcome) VALUES ('test_marker', 'success')")
         assert await conn.fetchval("SELECT count(*) FROM audit_events WHERE action = 'test_marker'") >= 1
@@ -94,3 +96,14 @@ async def test_the_apps_own_role_cannot_change_the_trail_even_with_the_maintenan
                 await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def test_migrate_creates_the_app_login_and_can_change_its_password(databases: Databases):
+    login = "cw_login_probe"
+    await ensure_app_login(databases.primary.dsn, login, "first 'quoted' password")
+    first = databases.primary.psql(f"SELECT rolpassword FROM pg_authid WHERE rolname = '{login}'")
+    await ensure_app_login(databases.primary.dsn, login, "second password")
+    second = databases.primary.psql(f"SELECT rolpassword FROM pg_authid WHERE rolname = '{login}'")
+    assert first.startswith("SCRAM-SHA-256$") and second.startswith("SCRAM-SHA-256$") and first != second
+    assert databases.primary.psql(f"SELECT pg_has_role('{login}', 'chatwizard_app', 'MEMBER')") == "t"
+    assert databases.primary.psql(f"SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = '{login}'") == "f"

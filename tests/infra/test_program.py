@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import yaml
 
 from infra.components.edge import CLOUDFLARE_MANAGED_RULESET, OWASP_CORE_RULESET
@@ -160,6 +163,30 @@ def test_workload_comes_from_k8s_with_the_configured_image(stack: Stack):
     assert f"pgbouncer.chatwizard.svc:{PGBOUNCER_PORT}" in app_env["CHATWIZARD_DATABASE_URL"]
     assert "sslmode=verify-full" in app_env["CHATWIZARD_DATABASE_URL"]
     assert app_env["CHATWIZARD_REDIS_URL"].startswith("rediss://")
+    # The app logs in as its own login; only migrations hold the owner's password, and set the login's.
+    owner, app_login = "test-secret-chatwizard-dbPassword-0123456789", "test-secret-chatwizard-appDbPassword-0123456789"
+    assert app_env["CHATWIZARD_DATABASE_URL"].startswith(f"postgresql://chatwizard_api:{app_login}@")
+    assert app_env["CHATWIZARD_REPLICA_URL"].startswith(f"postgresql://chatwizard_api:{app_login}@")
+    assert owner not in str(app_env)
+    migrate_env = secrets["chatwizard-migrate-secrets"]["stringData"]["secret"]
+    assert migrate_env["CHATWIZARD_DATABASE_URL"].startswith(f"postgresql://chatwizard:{owner}@")
+    assert migrate_env["CHATWIZARD_APP_DB_LOGIN"] == "chatwizard_api"
+    assert migrate_env["CHATWIZARD_APP_DB_PASSWORD"] == app_login
+    userlist = secrets["pgbouncer-userlist"]["stringData"]["secret"]["userlist.txt"]
+    assert userlist == f'"chatwizard" "{owner}"\n"chatwizard_api" "{app_login}"\n'
+    # Pods read these only at start, so each Deployment's pods carry a digest of what it reads: a new
+    # password or field key rolls them on `pulumi up`.
+    deployments = {d["inputs"]["metadata"]["name"]: d["inputs"] for d in stack.of_type("kubernetes:apps/v1:Deployment")}
+    assert pod_annotation(deployments["pgbouncer"]) == secret_digest(userlist)
+    assert pod_annotation(deployments["chatwizard"]) == secret_digest([app_env, migrate_env])
+
+
+def pod_annotation(deployment: dict) -> str:
+    return deployment["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"]
+
+
+def secret_digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def test_ingress_host_matches_the_stack(stack: Stack):

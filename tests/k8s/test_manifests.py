@@ -68,6 +68,20 @@ def test_migrations_run_before_a_pod_takes_traffic(manifests):
         ["chatwizard", "migrate"]
 
 
+def test_only_migrations_get_the_schema_owners_credentials(manifests):
+    """Everything else logs in as the app's own login, which cannot rewrite the audit trail."""
+    def secrets(container: dict) -> list[str]:
+        return [source["secretRef"]["name"] for source in container.get("envFrom", []) if "secretRef" in source]
+
+    pod = manifests[("Deployment", "chatwizard")]["spec"]["template"]["spec"]
+    migrate_job = manifests[("Job", "chatwizard-migrate")]["spec"]["template"]["spec"]["containers"][0]
+    retention = manifests[("CronJob", "chatwizard-retention")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    for migrator in (pod["initContainers"][0], migrate_job):  # the later source wins for the URL
+        assert secrets(migrator) == ["chatwizard-secrets", "chatwizard-migrate-secrets"]
+    for container in (*pod["containers"], *retention["containers"]):
+        assert "chatwizard-migrate-secrets" not in secrets(container)
+
+
 def test_retention_runs_daily_and_may_reach_the_database(manifests):
     cron = manifests[("CronJob", "chatwizard-retention")]["spec"]
     assert cron["concurrencyPolicy"] == "Forbid"

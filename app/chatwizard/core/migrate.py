@@ -44,3 +44,17 @@ async def migrate(dsn: str) -> list[str]:
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
         await conn.close()
+
+
+async def ensure_app_login(dsn: str, login: str, password: str) -> None:
+    """Create the app's login in the chatwizard_app role (migration 0005), or set its password."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        exists = await conn.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", login)
+        verb = "ALTER" if exists else "CREATE"
+        # Role statements take no parameters, so Postgres quotes the name and the password for them.
+        name, secret = await conn.fetchrow("SELECT quote_ident($1), quote_literal($2)", login, password)
+        await conn.execute(f"{verb} ROLE {name} LOGIN PASSWORD {secret}")
+        await conn.execute(f"GRANT chatwizard_app TO {name}")
+    finally:
+        await conn.close()

@@ -20,6 +20,8 @@ APP_PORT = 8000
 METRICS_PORT = 9000
 
 
+APP_DB_LOGIN = "chatwizard_api"  # the app's own database login (migration 0005, `chatwizard migrate`)
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHATWIZARD_", extra="ignore")
 
@@ -34,6 +36,10 @@ class Settings(BaseSettings):
     # Postgres: writes go to the primary, reads to the replica when it is healthy.
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/chatwizard")
     replica_url: SecretStr | None = None
+    # The app's own login, in the chatwizard_app role (migration 0005): with a password set, `chatwizard
+    # migrate` (run as the owner) creates it or sets its password; the app's URLs then name it.
+    app_db_login: str = Field(APP_DB_LOGIN, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    app_db_password: SecretStr | None = None
     db_pool_min: int = Field(2, ge=0)
     db_pool_max: int = Field(10, ge=1)
     db_statement_cache_size: int = Field(

@@ -21,9 +21,6 @@ from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
 BIN = Path(pgserver.__file__).parent / "pginstall" / "bin"
 SYSTEM_USER = "pgserver" if os.geteuid() == 0 else None
 DATABASE = "chatwizard"
-# The app's login: a member of chatwizard_app (migration 0005), so it holds only the app's grants, as
-# in production. Migrations and the superuser tasks of the estate keep the owner, postgres.
-APP_LOGIN = "chatwizard_local"
 
 # Small-laptop defaults; the load-test configuration overrides some (see loadtest/).
 SERVER_SETTINGS = {
@@ -54,9 +51,8 @@ class PostgresNode:
     def dsn(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
 
-    @property
-    def app_dsn(self) -> str:
-        return f"postgresql://{APP_LOGIN}@127.0.0.1:{self.port}/{DATABASE}"
+    def dsn_as(self, login: str, password: str) -> str:
+        return f"postgresql://{login}:{password}@127.0.0.1:{self.port}/{DATABASE}"
 
     @property
     def admin_dsn(self) -> str:
@@ -117,11 +113,6 @@ class PostgresNode:
     def psql(self, sql: str, database: str = DATABASE) -> str:
         return run(BIN / "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
                    "-v", "ON_ERROR_STOP=1", "-Atc", sql).stdout.strip()
-
-    def create_app_login(self) -> None:
-        """The app's login (after the migrations, which create the role it belongs to)."""
-        self.psql(f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_LOGIN}') "
-                  f"THEN CREATE ROLE {APP_LOGIN} LOGIN IN ROLE chatwizard_app; END IF; END $$")
 
     def create_database(self) -> None:
         if not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'", "postgres"):

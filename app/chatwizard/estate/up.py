@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from chatwizard.core.crypto import new_key_entry
+from chatwizard.core.settings import APP_DB_LOGIN
 from chatwizard.estate.monitoring import Targets, start_monitoring
 from chatwizard.estate.ports import EstatePorts
 from chatwizard.estate.processes import stop_process, wait_ready
@@ -99,9 +101,13 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             redis = RedisNode(state_dir / "redis", ports.redis)
             redis.start()
             stops.insert(0, ("redis", redis.stop))
-            prepare_database(app_environment(ports, primary.dsn, replica.dsn, redis.url, state_dir))
-            primary.create_app_login()
-            env = app_environment(ports, primary.app_dsn, replica.app_dsn, redis.url, state_dir)
+            # Migrations run as the owner and (re)set the app's login; the app runs as that login, with
+            # only the chatwizard_app role's grants, as in production. Trust auth here: any password.
+            password = secrets.token_urlsafe(24)
+            owner = app_environment(ports, primary.dsn, replica.dsn, redis.url, state_dir)
+            prepare_database(owner | {"CHATWIZARD_APP_DB_PASSWORD": password})
+            env = app_environment(ports, primary.dsn_as(APP_DB_LOGIN, password),
+                                  replica.dsn_as(APP_DB_LOGIN, password), redis.url, state_dir)
             key = demo_key(env, state_dir)
             app = start_app(env, state_dir / "app.log")
             stops.insert(0, ("app", lambda: stop_process(app)))
@@ -110,7 +116,7 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             targets = Targets(f"127.0.0.1:{ports.metrics}", base, primary.dsn, f"127.0.0.1:{ports.redis}",
                               key, webhook_url=None)
             stops[:0] = start_monitoring(state_dir / "monitoring", ports, targets)
-            print_summary(base, ports, key, primary.dsn, replica.dsn, primary.app_dsn, redis.url, state_dir)
+            print_summary(base, ports, key, primary.dsn, replica.dsn, redis.url, state_dir)
             while app.poll() is None:
                 time.sleep(1)
             print(f"the app exited with code {app.returncode}; see {state_dir / 'app.log'}")
@@ -123,7 +129,7 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
                 print(f"  stopped {name}")
 
 
-def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str, app_dsn: str,
+def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str,
                   redis_url: str, state_dir: Path) -> None:
     lines = [
         "",
@@ -135,7 +141,7 @@ def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, rep
         f"  Demo API key   {key}",
         f"  Postgres       {primary_dsn}  (primary, as the owner)",
         f"                 {replica_dsn}  (read replica)",
-        f"                 {app_dsn}  (the app's login: only the chatwizard_app role's grants)",
+        f"                 the app logs in as {APP_DB_LOGIN}, with only the chatwizard_app role's grants",
         f"  Redis          {redis_url}",
         f"  Prometheus     http://127.0.0.1:{ports.prometheus}  (alerts: /alerts)",
         f"  Alertmanager   http://127.0.0.1:{ports.alertmanager}",
