@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
 import pytest
@@ -33,6 +34,15 @@ async def test_chat_answers_with_videos_then_serves_repeat_from_cache(app_server
     assert again.json()["answer"] == body["answer"]
     after = metric_value(app_server.metrics(), "chatwizard_cache_requests_total", cache="exact", result="hit")
     assert after == before + 1
+
+
+async def test_llm_calls_add_no_log_lines_of_their_own(app_server: AppServer, make_user):
+    """A miss calls the embedding and chat APIs; the request's own log line is the record of it."""
+    user = await make_user()
+    async with app_server.client(user.key) as client:
+        response = await client.post("/v1/chat", json={"question": f"Minimap shaders in Godot {uuid.uuid4()}?"})
+    assert response.headers["X-Cache"] == "miss"
+    assert "HTTP Request:" not in app_server.log()
 
 
 async def test_paraphrase_is_served_by_the_semantic_cache(app_server: AppServer, make_user):

@@ -58,7 +58,9 @@ def configure_logging(settings: Settings, stream: TextIO = sys.stdout) -> None:
     logging.basicConfig(level=level, stream=stream, format="%(message)s")
     logging.getLogger("uvicorn.access").disabled = True
     # One line per LLM or embedding call is noise next to the request summary (the metrics count them).
-    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    # The openai client sends through httpx2, a fork with its own logger.
+    for client_logger in ("httpx", "httpx2"):
+        logging.getLogger(client_logger).setLevel(max(level, logging.WARNING))
 
 
 def init_sentry(settings: Settings) -> None:
