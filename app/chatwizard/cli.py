@@ -147,6 +147,40 @@ def field_key(version: Annotated[str, typer.Argument(help="the new key's version
 
 
 @app.command()
+def reencrypt() -> None:
+    """After a key rotation: rewrite personal text under the first key of CHATWIZARD_FIELD_KEYS, so
+    older keys can leave the ring. Safe beside live traffic and to run again; run it once every pod
+    has the new ring."""
+    from chatwizard.core.crypto import FieldCipher, FieldKeyError
+    from chatwizard.privacy.reencrypt import Rewritten
+    from chatwizard.privacy.reencrypt import reencrypt as rewrite
+
+    settings = get_settings()
+    cipher = FieldCipher(settings.field_keys.get_secret_value() if settings.field_keys else None)
+
+    async def work() -> dict[str, Rewritten]:
+        conn = await asyncpg.connect(settings.database_url.get_secret_value())
+        try:
+            return await rewrite(conn, cipher)
+        finally:
+            await conn.close()
+
+    try:
+        outcome = asyncio.run(work())
+    except FieldKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for column, result in outcome.items():
+        lost = ", ".join(f"{n} under {version}" for version, n in sorted(result.unreadable.items()))
+        typer.echo(f"{column}: {result.rewritten} re-encrypted under {cipher.current}"
+                   + (f"; left as they are, their key is not in the ring: {lost}" if lost else ""))
+    typer.echo(f"The e-mail blind index stays keyed by the ring's last entry ({list(cipher.keys)[-1]}): "
+               "keep that entry; any other older entry may now go.")
+    if any(result.unreadable for result in outcome.values()):
+        raise typer.Exit(1)
+
+
+@app.command()
 def seed() -> None:
     """Ingest the sample catalogue if the catalogue is empty (the local estate's first start)."""
     from chatwizard.videos.ingest import ingest as run_ingest

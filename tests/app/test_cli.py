@@ -20,7 +20,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_help_lists_the_operator_commands():
     out = subprocess.run([CHATWIZARD, "--help"], capture_output=True, text=True).stdout
-    for command in ("up", "serve", "migrate", "ingest", "seed", "keys", "catalogue"):
+    for command in ("up", "serve", "migrate", "ingest", "seed", "keys", "catalogue", "retention", "reencrypt"):
         assert command in out
     keys = subprocess.run([CHATWIZARD, "keys", "--help"], capture_output=True, text=True).stdout
     assert all(c in keys for c in ("create", "list", "revoke"))

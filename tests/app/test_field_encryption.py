@@ -4,18 +4,26 @@ index), and after a key rotation rows under the old key still read."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from pydantic import ValidationError
 
+from chatwizard.accounts import service as accounts
+from chatwizard.chat.queries import CONTENT, TITLE, Exchange, store_exchanges
+from chatwizard.chat.service import Answer
 from chatwizard.core.crypto import FieldCipher, FieldKeyError, new_key_entry
+from chatwizard.core.migrate import migrate
 from chatwizard.core.settings import Settings
 from chatwizard.estate.processes import stop_process
+from chatwizard.privacy.reencrypt import reencrypt as rewrite_all
 from tests.conftest import FIELD_KEYS, AppServer, Databases, app_env, start_server
 
 
@@ -90,3 +98,62 @@ def test_a_value_only_opens_in_its_own_column_and_with_a_key_in_the_ring():
 def test_a_malformed_ring_is_refused_at_start(ring: str):
     with pytest.raises(ValidationError, match="CHATWIZARD_FIELD_KEYS entry"):
         Settings(field_keys=ring)
+
+
+@pytest.fixture
+def own_database(databases: Databases) -> Iterator[str]:
+    """A database of its own: the job rewrites whole tables, which other tests' rows must not feel."""
+    name = f"reencrypt_{uuid.uuid4().hex[:8]}"
+    databases.primary.psql(f"CREATE DATABASE {name}", "postgres")
+    dsn = databases.primary.dsn.rsplit("/", 1)[0] + f"/{name}"
+    asyncio.run(migrate(dsn))
+    yield dsn
+    databases.primary.psql(f"DROP DATABASE {name} WITH (FORCE)", "postgres")
+
+
+def reencrypt(dsn: str, ring: str) -> subprocess.CompletedProcess[str]:
+    chatwizard = Path(sys.executable).with_name("chatwizard")
+    env = {**os.environ, "CHATWIZARD_DATABASE_URL": dsn, "CHATWIZARD_FIELD_KEYS": ring}
+    return subprocess.run([chatwizard, "reencrypt"], env=env, capture_output=True, text=True)
+
+
+async def test_reencrypt_moves_every_value_to_the_new_key_and_the_old_key_can_go(own_database: str):
+    old, new = FIELD_KEYS, new_key_entry("t2")
+    before, lost_key = FieldCipher(old), FieldCipher(new_key_entry("gone"))
+    conn = await asyncpg.connect(own_database)
+    try:
+        user = await accounts.create_user(conn, before, "learner@example.com", "free")
+        await store_exchanges(conn, before, [
+            Exchange(user["id"], None, f"Question {n}", Answer(f"Answer {n}", [], "openai")) for n in range(7)])
+        # One message stored before encryption existed, one under a key nobody has any more.
+        conversation = await conn.fetchval("SELECT id FROM conversations LIMIT 1")
+        await conn.execute("INSERT INTO messages (conversation_id, role, content) "
+                           "VALUES ($1, 'user', 'plain'), ($1, 'user', $2)",
+                           conversation, lost_key.encrypt("lost", CONTENT))
+
+        first = reencrypt(own_database, f"{new},{old}")
+        again = reencrypt(own_database, f"{new},{old}")
+
+        assert first.returncode == 1, first.stderr  # the value under the lost key is reported, not dropped
+        assert "messages.content: 15 re-encrypted under t2; left as they are, their key is not in the ring: " \
+               "1 under gone" in first.stdout
+        assert "conversations.title: 7 re-encrypted" in first.stdout
+        assert "users.email: 1 re-encrypted" in first.stdout
+        assert "messages.content: 0 re-encrypted" in again.stdout  # already done: a re-run changes nothing
+        after = FieldCipher(new)  # the old key removed from the ring
+        contents = [r["content"] for r in await conn.fetch("SELECT content FROM messages")
+                    if not r["content"].startswith("enc:gone:")]
+        assert {after.decrypt(c, CONTENT) for c in contents} == \
+            {"plain"} | {f"Question {n}" for n in range(7)} | {f"Answer {n}" for n in range(7)}
+        titles = [r["title"] for r in await conn.fetch("SELECT title FROM conversations")]
+        assert sorted(after.decrypt(t, TITLE) for t in titles) == [f"Question {n}" for n in range(7)]
+        email = await conn.fetchval("SELECT email FROM users")
+        assert after.decrypt(email, "users.email") == "learner@example.com"
+        # Found by address still: the blind index stays keyed by the ring's last (oldest) entry.
+        assert await accounts.find_user(conn, FieldCipher(f"{new},{old}"), "learner@example.com") == user["id"]
+        # Page by page (two rows a page, the unreadable one among them), back under the first key.
+        back = await rewrite_all(conn, FieldCipher(f"{old},{new}"), batch_rows=2)
+        assert back["messages.content"].rewritten == 15 and back["messages.content"].unreadable == {"gone": 1}
+        assert back["conversations.title"].rewritten == 7 and back["users.email"].rewritten == 1
+    finally:
+        await conn.close()
