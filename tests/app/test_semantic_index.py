@@ -52,3 +52,14 @@ def test_capacity_zero_disables_matching_but_follows_the_stream():
     index.extend(entries(0, 5))
     assert index.best(axis(3)) is None
     assert index.last_id == "(4-0"
+
+
+def test_entries_read_by_two_concurrent_lookups_are_kept_once():
+    """Lookups in flight together read from the same point of the stream and get the same entries."""
+    index = SemanticIndex()
+    index.reset("cw:sem:1:v1", capacity=50)
+    index.extend(entries(0, 10))
+    index.extend(entries(5, 10))  # overlaps: 5-9 were taken in already
+    index.extend(entries(0, 15))  # all known
+    assert index.size == 15 and index.last_id == "(14-0"
+    assert sorted(index.keys[: index.size]) == sorted(f"answer-{n}" for n in range(15))

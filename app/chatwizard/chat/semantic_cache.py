@@ -28,7 +28,8 @@ class SemanticIndex:
     slots in place, so a busy cache neither copies its matrix nor fragments the heap as it fills."""
 
     stream: str = ""
-    last_id: str = "-"
+    last_id: str = "-"  # XRANGE's start: after the newest entry taken in
+    newest: tuple[int, int] = (-1, -1)  # that entry's id, as numbers
     capacity: int = 0
     size: int = 0
     next_slot: int = 0
@@ -37,6 +38,7 @@ class SemanticIndex:
 
     def reset(self, stream: str, capacity: int) -> None:
         self.stream, self.last_id, self.capacity, self.size, self.next_slot = stream, "-", capacity, 0, 0
+        self.newest = (-1, -1)
         self.vectors = np.zeros((capacity, DIMENSIONS), dtype=np.float32)
         self.keys = [""] * capacity
 
@@ -50,11 +52,15 @@ class SemanticIndex:
         self.size = min(self.size + 1, self.capacity)
 
     def extend(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        """Take in stream entries read after ``last_id``; the ring keeps the newest ``capacity``."""
-        if not entries:
+        """Take in stream entries read after ``last_id``; the ring keeps the newest ``capacity``.
+        Concurrent lookups read from the same ``last_id``, so entries already taken in are skipped:
+        kept twice, they would crowd distinct questions out of the ring."""
+        fresh = [(entry_id, fields) for entry_id, fields in entries if stream_order(entry_id) > self.newest]
+        if not fresh:
             return
-        self.last_id = "(" + entries[-1][0].decode()
-        for _, fields in entries:
+        self.newest = stream_order(fresh[-1][0])
+        self.last_id = "(" + fresh[-1][0].decode()
+        for _, fields in fresh:
             self.add(np.frombuffer(fields[b"v"], dtype=np.float32), fields[b"k"].decode())
 
     def best(self, query: np.ndarray) -> tuple[str, float] | None:
@@ -63,6 +69,12 @@ class SemanticIndex:
         scores = self.vectors[: self.size] @ query
         index = int(np.argmax(scores))
         return self.keys[index], float(scores[index])
+
+
+def stream_order(entry_id: bytes) -> tuple[int, int]:
+    """A Redis stream id (b"<ms>-<seq>") as numbers, which order as the stream does."""
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq)
 
 
 _index = SemanticIndex()
