@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import httpx
 from chatwizard.accounts.service import EMAIL
 from chatwizard.core.crypto import FieldCipher
 from chatwizard.core.security import display_hint, generate_key, hash_secret
+from chatwizard.core.settings import APP_DB_LOGIN
 from chatwizard.estate.ports import free_port
 from chatwizard.estate.postgres import start_pair
 from chatwizard.estate.processes import stop_process, wait_ready
@@ -144,7 +146,11 @@ def perf_estate(state_dir: Path, videos: int) -> Iterator[PerfEstate]:
             "OPENAI_BASE_URL": f"{llm_url}/v1",
             "CHATWIZARD_FIELD_KEYS": field_keys(state_dir),
         }
-        chatwizard(env, "migrate")
+        # Migrations run as the owner and set the app's login; the app runs as that login (as in production).
+        password = secrets.token_urlsafe(24)
+        chatwizard(env | {"CHATWIZARD_APP_DB_PASSWORD": password}, "migrate")
+        env |= {"CHATWIZARD_DATABASE_URL": primary.dsn_as(APP_DB_LOGIN, password),
+                "CHATWIZARD_REPLICA_URL": replica.dsn_as(APP_DB_LOGIN, password)}
         configure_llm(llm_url, latency_mode="none")  # ingest embeds 100,000 videos: no simulated wait
         ensure_catalogue(env, state_dir, videos)
         configure_llm(llm_url, latency_mode="lognormal")
