@@ -99,6 +99,11 @@ class AppServer:
         return self.log_file.read_text()
 
 
+def app_dsn(node: PostgresNode) -> str:
+    """How app servers reach ``node``: as the app's own login, with only the chatwizard_app grants."""
+    return node.dsn_as(APP_DB_LOGIN, APP_DB_PASSWORD)
+
+
 def app_env(databases: Databases, redis_node: RedisNode, fake_llm: RunningFakeLLM | None, tmp: Path,
             **overrides: str) -> dict[str, str]:
     env = {
@@ -107,8 +112,8 @@ def app_env(databases: Databases, redis_node: RedisNode, fake_llm: RunningFakeLL
         "CHATWIZARD_PORT": str(free_port()),
         "CHATWIZARD_METRICS_PORT": str(free_port()),
         "CHATWIZARD_WORKERS": "2",
-        "CHATWIZARD_DATABASE_URL": databases.primary.dsn_as(APP_DB_LOGIN, APP_DB_PASSWORD),
-        "CHATWIZARD_REPLICA_URL": databases.replica.dsn_as(APP_DB_LOGIN, APP_DB_PASSWORD),
+        "CHATWIZARD_DATABASE_URL": app_dsn(databases.primary),
+        "CHATWIZARD_REPLICA_URL": app_dsn(databases.replica),
         "CHATWIZARD_REDIS_URL": redis_node.url,
         "CHATWIZARD_METRICS_MULTIPROC_DIR": str(tmp / "metrics"),
         "CHATWIZARD_REPLICA_CHECK_INTERVAL_S": "0.5",

@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 def with_services(work: Callable[[Services], Awaitable[T]]) -> T:
     async def main() -> T:
-        services = await Services.start(get_settings(), listen=False)
+        services = await Services.start(get_settings())
         try:
             return await work(services)
         finally:

@@ -18,6 +18,7 @@ REPLICA_LAG_ALARM_S = 30  # the app itself stops reading from a replica past CHA
 
 OWNER_LOGIN = "chatwizard"  # the RDS master user: owns the schema; only migrations log in as it
 
+
 @dataclass(frozen=True)
 class DatabaseArgs:
     engine_version: str

@@ -9,8 +9,7 @@ import asyncpg
 import pytest
 
 from chatwizard.core.migrate import ensure_app_login
-from chatwizard.core.settings import APP_DB_LOGIN
-from tests.conftest import APP_DB_PASSWORD, AppServer, Databases, metric_value
+from tests.conftest import AppServer, Databases, app_dsn, metric_value
 
 
 async def audit(app_server: AppServer, admin_key: str, **params: str) -> list[dict]:
@@ -86,7 +85,7 @@ async def test_the_trail_is_append_only(databases: Databases, statement: str):
 async def test_the_apps_own_role_cannot_change_the_trail_even_with_the_maintenance_flag(
         databases: Databases, statement: str):
     """What a compromised app process could try: it may add and read events, never rewrite them."""
-    conn = await asyncpg.connect(databases.primary.dsn_as(APP_DB_LOGIN, APP_DB_PASSWORD))
+    conn = await asyncpg.connect(app_dsn(databases.primary))
     try:
         await conn.execute("INSERT INTO audit_events (action, outcome) VALUES ('test_marker', 'success')")
         assert await conn.fetchval("SELECT count(*) FROM audit_events WHERE action = 'test_marker'") >= 1

@@ -28,8 +28,7 @@ class SemanticIndex:
     slots in place, so a busy cache neither copies its matrix nor fragments the heap as it fills."""
 
     stream: str = ""
-    last_id: str = "-"  # XRANGE's start: after the newest entry taken in
-    newest: tuple[int, int] = (-1, -1)  # that entry's id, as numbers
+    newest: tuple[int, int] | None = None  # the id of the newest entry taken in, as numbers
     capacity: int = 0
     size: int = 0
     next_slot: int = 0
@@ -37,10 +36,14 @@ class SemanticIndex:
     keys: list[str] = field(default_factory=list)
 
     def reset(self, stream: str, capacity: int) -> None:
-        self.stream, self.last_id, self.capacity, self.size, self.next_slot = stream, "-", capacity, 0, 0
-        self.newest = (-1, -1)
+        self.stream, self.newest, self.capacity, self.size, self.next_slot = stream, None, capacity, 0, 0
         self.vectors = np.zeros((capacity, DIMENSIONS), dtype=np.float32)
         self.keys = [""] * capacity
+
+    @property
+    def last_id(self) -> str:
+        """Where the next XRANGE starts: just after the newest entry taken in."""
+        return "-" if self.newest is None else "({}-{}".format(*self.newest)
 
     def add(self, vector: np.ndarray, key: str) -> None:
         """Put one unit vector in the oldest slot (nothing is kept at capacity 0: the cache is off)."""
@@ -55,11 +58,11 @@ class SemanticIndex:
         """Take in stream entries read after ``last_id``; the ring keeps the newest ``capacity``.
         Concurrent lookups read from the same ``last_id``, so entries already taken in are skipped:
         kept twice, they would crowd distinct questions out of the ring."""
-        fresh = [(entry_id, fields) for entry_id, fields in entries if stream_order(entry_id) > self.newest]
+        fresh = [(entry_id, fields) for entry_id, fields in entries
+                 if self.newest is None or stream_order(entry_id) > self.newest]
         if not fresh:
             return
         self.newest = stream_order(fresh[-1][0])
-        self.last_id = "(" + fresh[-1][0].decode()
         for _, fields in fresh:
             self.add(np.frombuffer(fields[b"v"], dtype=np.float32), fields[b"k"].decode())
 

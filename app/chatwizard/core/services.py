@@ -30,16 +30,14 @@ class Services:
     writers: dict[str, GroupCommit[Any, Any]] = field(default_factory=dict)
 
     @classmethod
-    async def start(cls, settings: Settings, listen: bool = True) -> Services:
-        """``listen=False`` (one-shot commands): no pub/sub listener, so no near cache either."""
+    async def start(cls, settings: Settings) -> Services:
         db = Database(settings)
         await db.open()
         llm = make_provider(settings)
         if isinstance(llm, LocalProvider):
             await llm.warm_up()
         cache = Cache(settings)
-        if listen:
-            cache.start_listening()
+        cache.start_listening()
         ring = settings.field_keys.get_secret_value() if settings.field_keys else None
         return cls(settings, db, cache, llm, Activity(cache), RateLimiter(settings, cache), FieldCipher(ring))
 

@@ -18,9 +18,9 @@ from chatwizard.core.crypto import parse_ring
 # Ports are facts other parts of the estate (gunicorn, k8s, Prometheus config) import from here.
 APP_PORT = 8000
 METRICS_PORT = 9000
+# The app's own database login (migration 0005; `chatwizard migrate` creates it); the estates import it.
+APP_DB_LOGIN = "chatwizard_api"
 
-
-APP_DB_LOGIN = "chatwizard_api"  # the app's own database login (migration 0005, `chatwizard migrate`)
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHATWIZARD_", extra="ignore")
