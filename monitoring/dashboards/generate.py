@@ -105,6 +105,8 @@ DASHBOARDS: dict[str, tuple[str, dict[str, list[P]]]] = {
               "short", "Command failures; fallback 1 = serving without Redis.", "{{operation}}"),
             P("Near-cache hit ratio", (f'sum(rate(chatwizard_near_cache_requests_total{{{APP},result="hit"}}[{RATE}])) / sum(rate(chatwizard_near_cache_requests_total{{{APP}}}[{RATE}]))',),
               "percentunit", "Key lookups and popular answers served from process memory; 0 while Redis is down (by design)."),
+            P("Rate-limit checks per round trip", (f'sum by (batcher) (rate(chatwizard_redis_batch_size_sum{{{APP}}}[{RATE}])) / sum by (batcher) (rate(chatwizard_redis_batch_size_count{{{APP}}}[{RATE}]))',),
+              "short", "Concurrent checks share one pipeline; grows with load (1 when quiet).", "{{batcher}}"),
         ]}),
     "chatwizard-business": ("Chat Wizard / Business", {
         "Engagement": [

@@ -77,6 +77,21 @@ async def test_a_write_submitted_as_the_writer_finishes_is_still_written():
     assert await asyncio.wait_for(late, 1) == 20
 
 
+async def test_under_load_the_writer_waits_for_more_to_join_but_a_lone_write_goes_at_once():
+    recorder = Recorder()
+    recorder.release.set()
+    writer = GroupCommit("test", recorder.write, max_wait_s=0.2)
+    lone = asyncio.create_task(writer.submit(0))
+    await asyncio.sleep(0.02)
+    assert lone.done() and recorder.batches == [[0]], "a quiet writer adds no wait"
+    burst = [asyncio.create_task(writer.submit(n)) for n in (2, 4)]
+    await asyncio.sleep(0.05)
+    assert recorder.batches == [[0]], "two at once mean load: the writer waits for more"
+    later = [asyncio.create_task(writer.submit(n)) for n in (6, 8)]
+    assert await asyncio.gather(*burst, *later) == [20, 40, 60, 80]
+    assert recorder.batches == [[0], [2, 4, 6, 8]], "one statement and one commit for all four"
+
+
 async def test_close_waits_for_writes_in_flight():
     recorder = Recorder()
     writer = GroupCommit("test", recorder.write)

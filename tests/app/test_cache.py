@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import random
 
+from limits import parse
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from chatwizard.core.cache import Cache
+from chatwizard.core.ratelimit import RateLimiter
 from chatwizard.core.settings import Settings
 
 
@@ -49,3 +52,22 @@ async def test_closing_never_waits_on_the_invalidation_listener(redis_node):
         closing = asyncio.ensure_future(cache.close())
         done, _ = await asyncio.wait({closing}, timeout=3)
         assert done, f"close still waiting on the listener after 3 s (attempt {attempt})"
+
+
+async def test_concurrent_rate_limit_checks_share_round_trips_and_each_is_counted(redis_node):
+    cache = Cache(Settings(redis_url=SecretStr(redis_node.url)))
+    limiter = RateLimiter(cache.settings, cache)
+    ten_a_minute = parse("10/minute")
+    batches = {"batcher": "ratelimit"}
+    before = REGISTRY.get_sample_value("chatwizard_redis_batch_size_count", batches) or 0.0
+    verdicts = await asyncio.gather(*(limiter.hit(ten_a_minute, "key", "shared") for _ in range(30)))
+    trips = REGISTRY.get_sample_value("chatwizard_redis_batch_size_count", batches) - before
+    assert sum(v.allowed for v in verdicts) == 10
+    assert sorted(v.remaining for v in verdicts if v.allowed) == list(range(10))
+    assert trips < 30, "checks waiting for a round trip go together in the next one"
+
+    await cache.client.script_flush()  # what a restarted Redis without persistence looks like
+    again = await limiter.hit(ten_a_minute, "key", "other")
+    assert again.allowed and again.remaining == 9 and cache.available, "the script is loaded again"
+    assert not (await limiter.hit(ten_a_minute, "key", "shared")).allowed, "the count is still Redis's"
+    await cache.close()

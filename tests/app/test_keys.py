@@ -9,7 +9,17 @@ import json
 import redis
 
 from chatwizard.core.cache import INVALIDATIONS
+from chatwizard.core.security import generate_key, well_formed
 from tests.conftest import AppServer, Databases
+
+
+def test_a_key_with_a_typo_or_the_wrong_shape_is_refused_by_its_checksum_and_format():
+    key = generate_key()
+    assert well_formed(key)
+    typo = key[:10] + ("A" if key[10] != "A" else "B") + key[11:]
+    for bad in (typo, key[:-1], key + "x", "cwx_" + key[4:], key[:8] + "-" + key[9:], key.upper(),
+                key[:8] + "\u0661" + key[9:], ""):
+        assert not well_formed(bad), bad
 
 
 async def test_rotation_overlap_then_expiry(app_server: AppServer, databases: Databases, redis_node, make_user):

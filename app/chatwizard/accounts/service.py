@@ -43,9 +43,9 @@ def _decode(cached: dict[str, Any]) -> dict[str, Any]:
 
 
 async def lookup_key(services: Services, key_hash: bytes) -> dict[str, Any] | None:
-    cached = await services.cache.get_json(_key_cache(key_hash), near=True)
+    cached = await services.cache.get_json(_key_cache(key_hash), near=True, parse=_decode)
     if cached is not None:
-        return _decode(cached)
+        return cached
     # The primary, so a revocation counts at once.
     row = await services.db.read(lambda c: c.fetchrow(KEY_LOOKUP, key_hash), fresh=True)
     if row is None:

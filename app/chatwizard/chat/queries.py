@@ -36,17 +36,18 @@ class Exchange:
 
 # One statement for a whole batch of exchanges (see core/batching.py): start or touch each
 # conversation, then store each question and answer. Ids are made here, so no row has to be read
-# back; they are time-ordered (UUIDv7), so the primary-key indexes grow at their right edge instead
-# of touching a random page per row. An exchange whose conversation is gone (erased meanwhile) or
+# back; they are time-ordered (UUIDv7), questions' as well as answers', so the primary-key indexes
+# grow at their right edge instead of touching a random page per row (and writing that page whole
+# to the WAL once per checkpoint). An exchange whose conversation is gone (erased meanwhile) or
 # is not the user's stores nothing.
 # Both messages of an exchange share one timestamp: readers order by (created_at, role DESC).
 STORE_EXCHANGES = """
 WITH batch AS (
-    SELECT * FROM unnest($1::uuid[], $2::boolean[], $3::uuid[], $4::text[], $5::text[], $6::uuid[],
-                         $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::int[],
-                         $13::float8[])
-        AS b(conversation_id, is_new, user_id, title, question, answer_id, answer, videos, source, cache,
-             input_tokens, output_tokens, cost_usd)
+    SELECT * FROM unnest($1::uuid[], $2::boolean[], $3::uuid[], $4::text[], $5::uuid[], $6::text[],
+                         $7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[],
+                         $13::int[], $14::float8[])
+        AS b(conversation_id, is_new, user_id, title, question_id, question, answer_id, answer, videos,
+             source, cache, input_tokens, output_tokens, cost_usd)
 ), started AS (
     INSERT INTO conversations (id, user_id, title)
     SELECT conversation_id, user_id, title FROM batch WHERE is_new
@@ -56,7 +57,8 @@ WITH batch AS (
 ), kept AS (
     SELECT * FROM batch WHERE is_new OR (conversation_id, user_id) IN (SELECT id, user_id FROM touched)
 ), asked AS (
-    INSERT INTO messages (conversation_id, role, content) SELECT conversation_id, 'user', question FROM kept
+    INSERT INTO messages (id, conversation_id, role, content)
+    SELECT question_id, conversation_id, 'user', question FROM kept
 )
 INSERT INTO messages (id, conversation_id, role, content, videos, answer_source, cache, input_tokens,
                       output_tokens, cost_usd)
@@ -79,7 +81,7 @@ async def store_exchanges(conn: asyncpg.Connection, cipher: FieldCipher,
         STORE_EXCHANGES, conversations, [e.conversation_id is None for e in exchanges],
         [e.user_id for e in exchanges],
         [cipher.encrypt(e.question[:TITLE_CHARS], TITLE) for e in exchanges],
-        [cipher.encrypt(e.question, CONTENT) for e in exchanges],
+        [uuid7() for _ in exchanges], [cipher.encrypt(e.question, CONTENT) for e in exchanges],
         answer_ids, [cipher.encrypt(e.answer.text, CONTENT) for e in exchanges],
         [orjson.dumps(e.answer.videos).decode() for e in exchanges],
         [e.answer.source for e in exchanges], [e.answer.cache for e in exchanges],

@@ -3,6 +3,11 @@
 Each caller awaits the commit of its own batch, so nothing is acknowledged before it is stored; an
 idle writer writes a lone item at once, so light load adds no latency. Under load, one statement and
 one commit serve many requests: fewer round trips for the app and much less work for Postgres.
+
+Under load the writer may also wait ``max_wait_s`` before each batch so that more joins it, as
+MySQL's ``binlog_group_commit_sync_delay`` does: a few milliseconds more per write for far fewer
+commits (docs/performance/ladder.md has the figures). The same batching serves Redis round trips
+(core/ratelimit.py), where a batch is one pipeline.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+from prometheus_client import Histogram
 
 from chatwizard.core import metrics
 
@@ -21,11 +28,15 @@ WriteBatch = Callable[[list[Item]], Awaitable[list[Result | Exception]]]
 
 class GroupCommit(Generic[Item, Result]):
     def __init__(self, name: str, write_batch: WriteBatch[Item, Result], max_batch: int = 256,
-                 max_in_flight: int = 1) -> None:
+                 max_in_flight: int = 1, max_wait_s: float = 0.0,
+                 sizes: Histogram = metrics.DB_BATCH_SIZE) -> None:
         self.name = name
         self.write_batch = write_batch
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight  # batches written at once: a slow commit does not stall all
+        self.max_wait_s = max_wait_s
+        self.sizes = sizes.labels(name)
+        self.last_batch = 0
         self.pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self.writers: set[asyncio.Task[None]] = set()
 
@@ -46,8 +57,11 @@ class GroupCommit(Generic[Item, Result]):
 
     async def _write_pending(self) -> None:
         while self.pending:
+            if self.max_wait_s and max(self.last_batch, len(self.pending)) > 1:  # under load: let it fill
+                await asyncio.sleep(self.max_wait_s)
             batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
-            metrics.DB_BATCH_SIZE.labels(self.name).observe(len(batch))
+            self.last_batch = len(batch)
+            self.sizes.observe(len(batch))
             try:
                 results = await self.write_batch([item for item, _ in batch])
             except Exception as exc:  # the whole statement failed: every caller in it sees why

@@ -129,9 +129,10 @@ class Cache:
         self._down_until = time.monotonic() + self.settings.redis_retry_interval_s
         metrics.REDIS_FALLBACK.set(1)
 
-    async def get_json(self, key: str, near: bool = False) -> Any | None:
-        """The value at ``key``; ``near=True`` may serve it from process memory (callers must not
-        mutate what they get back)."""
+    async def get_json(self, key: str, near: bool = False,
+                       parse: Callable[[Any], Any] | None = None) -> Any | None:
+        """The value at ``key``, made by ``parse`` from the stored JSON if given; ``near=True`` may serve
+        it from process memory, parsed once (callers must not mutate what they get back)."""
         if near and self.near_usable:
             entry = self.near.get(key)
             if entry is not None and entry[0] > time.monotonic():
@@ -143,7 +144,7 @@ class Cache:
         raw = await self.call("get", lambda r: r.get(key), None)
         if raw is None:
             return None
-        value = orjson.loads(raw)
+        value = orjson.loads(raw) if parse is None else parse(orjson.loads(raw))
         if near and self.near_usable and generation == self.near_generation:
             self.near[key] = (time.monotonic() + self.settings.near_cache_ttl_s, value)
             self.near.move_to_end(key)

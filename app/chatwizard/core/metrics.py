@@ -111,6 +111,10 @@ DB_UP = Gauge(
 )
 
 # --- Redis ---------------------------------------------------------------------------------
+REDIS_BATCH_SIZE = Histogram(
+    "chatwizard_redis_batch_size", "Commands per pipelined Redis round trip (concurrent rate-limit checks)",
+    ["batcher"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 REDIS_ERRORS = Counter("chatwizard_redis_errors_total", "Redis command failures", ["operation"])
 REDIS_FALLBACK = Gauge(
     "chatwizard_redis_fallback_active", "1 while the app runs without Redis", multiprocess_mode="max"

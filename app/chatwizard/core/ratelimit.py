@@ -8,6 +8,8 @@ processes, never unlimited.
 The Redis side is our own script rather than `limits`' because that library needs two round trips
 per request (``hit``, then ``get_window_stats`` for the RateLimit headers); this script does both in
 one, with the same moving-window model: a list of hit timestamps, newest first, trimmed to the limit.
+Checks that arrive while another is on its way to Redis go together in the next pipeline (one round
+trip for many requests, core/batching.py); each is still counted and answered on its own.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from fastapi import HTTPException
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from chatwizard.core import metrics
+from chatwizard.core.batching import GroupCommit
 from chatwizard.core.cache import Cache
 from chatwizard.core.settings import Settings
 
@@ -57,6 +60,11 @@ return {allowed, oldest + 1, redis.call('lindex', KEYS[1], oldest)}
 """
 
 
+# One script call: (key, now, limit, window s) -> [allowed, hits in the window, oldest hit].
+Call = tuple[str, float, int, int]
+Outcome = list[bytes | int]
+
+
 @dataclass(frozen=True)
 class Verdict:
     allowed: bool
@@ -73,6 +81,8 @@ class RateLimiter:
     def __init__(self, settings: Settings, cache: Cache) -> None:
         self.cache = cache
         self.script = cache.client.register_script(MOVING_WINDOW)
+        self.batches: GroupCommit[Call, Outcome] = GroupCommit("ratelimit", self.run_calls,
+                                                             sizes=metrics.REDIS_BATCH_SIZE)
         self.local = MovingWindowRateLimiter(MemoryStorage())
         self.tiers: dict[str, RateLimitItem] = {
             "free": parse(settings.rate_limit_free), "pro": parse(settings.rate_limit_pro),
@@ -88,12 +98,28 @@ class RateLimiter:
         key = "/".join((KEY_PREFIX, *identity, str(item.amount), str(window)))
         now = time.time()
         try:
-            allowed, hits, oldest = await self.script(keys=[key], args=[now, item.amount, window])
+            allowed, hits, oldest = await self.batches.submit((key, now, item.amount, window))
         except (RedisError, OSError) as exc:
             self.cache.mark_down("ratelimit", exc)
             return await self.hit_locally(item, *identity)
         reset_s = max(1, int(float(oldest) + window - now))
         return Verdict(bool(allowed), item.amount, max(0, item.amount - int(hits)), reset_s)
+
+    async def run_calls(self, calls: list[Call]) -> list[Outcome | Exception]:
+        """A batch of script calls in one pipeline; a Redis that lost the script (restarted) gets it again."""
+        results = await self.pipeline(calls)
+        if any(isinstance(r, NoScriptError) for r in results):
+            await self.cache.client.script_load(MOVING_WINDOW)
+            retried = iter(await self.pipeline([c for c, r in zip(calls, results, strict=True)
+                                                if isinstance(r, NoScriptError)]))
+            results = [next(retried) if isinstance(r, NoScriptError) else r for r in results]
+        return results
+
+    async def pipeline(self, calls: list[Call]) -> list[Outcome | Exception]:
+        async with self.cache.client.pipeline(transaction=False) as pipe:
+            for key, *args in calls:
+                pipe.evalsha(self.script.sha, 1, key, *args)
+            return await pipe.execute(raise_on_error=False)
 
     async def hit_locally(self, item: RateLimitItem, *identity: str) -> Verdict:
         allowed = await self.local.hit(item, *identity)

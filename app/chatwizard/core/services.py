@@ -44,7 +44,8 @@ class Services:
     def writer(self, name: str, write_batch: WriteBatch[Any, Any]) -> GroupCommit[Any, Any]:
         """The process's group-commit writer called ``name`` (made on first use)."""
         if name not in self.writers:
-            self.writers[name] = GroupCommit(name, write_batch)
+            self.writers[name] = GroupCommit(name, write_batch,
+                                             max_wait_s=self.settings.db_write_wait_ms / 1000)
         return self.writers[name]
 
     async def stop(self) -> None:
