@@ -51,6 +51,7 @@ class Services:
     async def stop(self) -> None:
         for writer in self.writers.values():
             await writer.close()
+        await self.limiter.batches.close()  # checks on their way to Redis get their answer first
         await self.db.close()
         await self.cache.close()
 
