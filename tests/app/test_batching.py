@@ -77,19 +77,31 @@ async def test_a_write_submitted_as_the_writer_finishes_is_still_written():
     assert await asyncio.wait_for(late, 1) == 20
 
 
-async def test_under_load_the_writer_waits_for_more_to_join_but_a_lone_write_goes_at_once():
+async def test_under_load_the_writer_waits_until_a_batch_is_as_full_as_the_last():
     recorder = Recorder()
-    recorder.release.set()
-    writer = GroupCommit("test", recorder.write, max_wait_s=0.2)
+    writer = GroupCommit("test", recorder.write, max_wait_s=0.5)
     lone = asyncio.create_task(writer.submit(0))
     await asyncio.sleep(0.02)
-    assert lone.done() and recorder.batches == [[0]], "a quiet writer adds no wait"
-    burst = [asyncio.create_task(writer.submit(n)) for n in (2, 4)]
+    assert recorder.batches == [[0]], "a quiet writer adds no wait"
+    burst = [asyncio.create_task(writer.submit(n)) for n in (2, 4, 6, 8)]
+    await asyncio.sleep(0.02)
+    recorder.release.set()
+    assert await lone == 0 and await asyncio.gather(*burst) == [20, 40, 60, 80]
+    assert recorder.batches == [[0], [2, 4, 6, 8]]
+
+    half = [asyncio.create_task(writer.submit(n)) for n in (10, 12)]
+    await asyncio.sleep(0.1)
+    assert len(recorder.batches) == 2, "load: the writer waits for as many as the last batch held"
+    rest = [asyncio.create_task(writer.submit(n)) for n in (14, 16)]
     await asyncio.sleep(0.05)
-    assert recorder.batches == [[0]], "two at once mean load: the writer waits for more"
-    later = [asyncio.create_task(writer.submit(n)) for n in (6, 8)]
-    assert await asyncio.gather(*burst, *later) == [20, 40, 60, 80]
-    assert recorder.batches == [[0], [2, 4, 6, 8]], "one statement and one commit for all four"
+    assert recorder.batches[2:] == [[10, 12, 14, 16]], "the full batch goes at once, not after the wait"
+    assert await asyncio.gather(*half, *rest) == [100, 120, 140, 160]
+
+    started = asyncio.get_running_loop().time()
+    assert await writer.submit(18) == 180, "a lull: the lone write waits out max_wait_s, no longer"
+    assert 0.4 < asyncio.get_running_loop().time() - started < 2
+    await asyncio.wait_for(writer.submit(20), 0.2)  # and then the writer is quiet again: no wait
+    assert recorder.batches[3:] == [[18], [20]]
 
 
 async def test_close_waits_for_writes_in_flight():

@@ -4,15 +4,18 @@ Each caller awaits the commit of its own batch, so nothing is acknowledged befor
 idle writer writes a lone item at once, so light load adds no latency. Under load, one statement and
 one commit serve many requests: fewer round trips for the app and much less work for Postgres.
 
-Under load the writer may also wait ``max_wait_s`` before each batch so that more joins it, as
-MySQL's ``binlog_group_commit_sync_delay`` does: a few milliseconds more per write for far fewer
-commits (docs/performance/ladder.md has the figures). The same batching serves Redis round trips
-(core/ratelimit.py), where a batch is one pipeline.
+Under load the writer may also wait, at most ``max_wait_s``, until as many writes are pending as the
+last batch held (MySQL's ``binlog_group_commit_sync_delay`` and ``..._no_delay_count``, with the count
+taken from the last batch). A burst like the last one is written the moment it is complete, where a
+fixed wait would leave the process idle once everyone has joined; after a lull one write waits and
+the next goes at once again (docs/performance/ladder.md has the figures). The same batching serves
+Redis round trips (core/ratelimit.py), where a batch is one pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -39,10 +42,13 @@ class GroupCommit(Generic[Item, Result]):
         self.last_batch = 0
         self.pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self.writers: set[asyncio.Task[None]] = set()
+        self.filled: asyncio.Event | None = None  # set while the writer waits for a batch to fill
 
     async def submit(self, item: Item) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self.pending.append((item, future))
+        if self.filled is not None and len(self.pending) >= self.last_batch:
+            self.filled.set()
         if len(self.writers) < self.max_in_flight:
             self.writers.add(asyncio.create_task(self._drain()))
         return await future  # a caller that gives up cancels only its own future; the write goes on
@@ -57,8 +63,8 @@ class GroupCommit(Generic[Item, Result]):
 
     async def _write_pending(self) -> None:
         while self.pending:
-            if self.max_wait_s and max(self.last_batch, len(self.pending)) > 1:  # under load: let it fill
-                await asyncio.sleep(self.max_wait_s)
+            if self.max_wait_s and len(self.pending) < self.last_batch:
+                await self._fill()
             batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
             self.last_batch = len(batch)
             self.sizes.observe(len(batch))
@@ -73,6 +79,14 @@ class GroupCommit(Generic[Item, Result]):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    async def _fill(self) -> None:
+        # With several writers in flight a later one may replace the event: the earlier then waits out
+        # max_wait_s, no longer.
+        self.filled = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.filled.wait(), self.max_wait_s)
+        self.filled = None
 
     async def close(self) -> None:
         """Let batches in flight finish (at shutdown), so no accepted write is dropped."""

@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     )
     db_command_timeout_s: float = 10.0
     db_write_wait_ms: float = Field(
-        3.0, ge=0, le=50, description="under load, wait this long before each batched write so more join it"
+        3.0, ge=0, le=50,
+        description="under load, the longest a batched write waits for as many as the last batch held",
     )
     replica_max_lag_s: float = Field(5.0, description="reads fall back to the primary beyond this lag")
     replica_check_interval_s: float = 2.0
