@@ -187,20 +187,25 @@ class User:
     key: str
 
 
+USER_NUMBERS = iter(range(1_000_000))
+
+
+async def create_user(databases: Databases, tier: str = "free") -> User:
+    """A user with an API key, made directly in the database (as `chatwizard keys create` does)."""
+    email = f"user{time.time_ns()}-{next(USER_NUMBERS)}@example.com"
+    conn = await asyncpg.connect(databases.primary.dsn)
+    try:
+        user = await accounts.create_user(conn, FieldCipher(FIELD_KEYS), email, tier)
+        key, _ = await accounts.create_key(conn, user["id"], "tests")
+    finally:
+        await conn.close()
+    return User(user["id"], email, tier, key)
+
+
 @pytest.fixture
 def make_user(databases: Databases) -> Callable[..., Any]:
-    """Create a user with an API key directly in the database (as `chatwizard keys create` does)."""
-    counter = iter(range(1_000_000))
-
     async def make(tier: str = "free") -> User:
-        email = f"user{time.time_ns()}-{next(counter)}@example.com"
-        conn = await asyncpg.connect(databases.primary.dsn)
-        try:
-            user = await accounts.create_user(conn, FieldCipher(FIELD_KEYS), email, tier)
-            key, _ = await accounts.create_key(conn, user["id"], "tests")
-        finally:
-            await conn.close()
-        return User(user["id"], email, tier, key)
+        return await create_user(databases, tier)
 
     return make
 
