@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages.txt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint deps apt loadtest soak db-docs security-audit clean
+.PHONY: up test lint deps apt loadtest soak db-docs security-audit clean release-drill deploy-preview deploy \
+	smoke-remote rollout-status
 
 up: deps
 	$(BIN)/chatwizard up
@@ -67,3 +68,22 @@ db-docs: deps
 security-audit: deps
 	$(BIN)/chatwizard security-audit --key "$$($(BIN)/chatwizard keys create --email security-audit@example.com \
 	  --tier pro --name audit | tail -1)"
+
+# The canary release judged by k8s/base/analysis-template.yaml on the local estate (docs/reliability/release.md).
+release-drill: deps
+	$(BIN)/pytest tests/k8s/test_canary_release.py -s -p no:cacheprovider
+
+# The release pipeline's deploy steps (.github/workflows/release.yml, docs/deploy.md), run on the deploy
+# runner inside the VPC. DIGEST is the image's sha256 digest built from the same commit.
+STACK ?= staging
+DIGEST ?=
+PULUMI_IMAGE = $(if $(DIGEST),--config chatwizard:appImageDigest=$(DIGEST))
+deploy-preview: deps
+	pulumi preview --stack $(STACK) --policy-pack infra/policy --diff $(PULUMI_IMAGE)
+deploy: deps
+	pulumi up --yes --stack $(STACK) --policy-pack infra/policy $(PULUMI_IMAGE)
+smoke-remote: deps
+	$(BIN)/k6 run -e BASE_URL="$$(pulumi stack output api_url --stack $(STACK))" -e ADMIN_KEY="$$SMOKE_ADMIN_KEY" \
+	  -e USERS=20 -e RAMP=10s -e HOLD=30s loadtest/k6/smoke.js
+rollout-status:
+	kubectl -n chatwizard argo rollouts status chatwizard --timeout 30m
