@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 import typer
 
-from chatwizard.core.observability import configure_logging
+from chatwizard.core.logs import configure_logging
 from chatwizard.core.services import Services
 from chatwizard.core.settings import get_settings
 from chatwizard.estate.ports import EstatePorts
