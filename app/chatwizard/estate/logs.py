@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chatwizard.core.logs import REDACTED, SECRET_PATTERNS, secret_regex
 from chatwizard.estate.monitoring import Stop, spawn
-from chatwizard.estate.postgres import PostgresNode
+from chatwizard.estate.postgres import BIN, PostgresNode
 
 DATABASE = "logs"
 TABLE = "app_logs"
@@ -44,6 +44,11 @@ class LogStore:
     @property
     def dsn(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.node.port}/{DATABASE}"
+
+    @property
+    def psql(self) -> str:
+        """The command that opens the store (PostgreSQL's client from the same wheel as the servers)."""
+        return f"{BIN / 'psql'} {self.dsn}"
 
     def prepare(self) -> None:
         """Create the database and table on first use; drop lines past the retention."""
