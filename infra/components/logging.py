@@ -27,9 +27,9 @@ def alloy_config() -> str:
     """Alloy's pipeline: the chatwizard namespace's pods -> scrub -> fields -> Loki."""
     # Alloy's stage.replace replaces the capture group: the secret, with its context kept around it.
     scrub = "\n".join(
-        f"  stage.replace {{\n    expression = {json.dumps(f'{before}({secret}){after}')}\n"
+        f"  stage.replace {{\n    expression = {json.dumps(f'{s.before}({s.secret}){s.after}')}\n"
         f"    replace    = {json.dumps(REDACTED)}\n  }}"
-        for before, secret, after in SECRET_PATTERNS.values())
+        for s in SECRET_PATTERNS.values())
     return f"""discovery.kubernetes "pods" {{
   role = "pod"
   namespaces {{ names = ["{APP_NAMESPACE}"] }}

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 import asyncpg
+import httpx
 import pytest
 import structlog
 
@@ -116,7 +117,9 @@ async def test_one_query_finds_a_request_across_workers(app_server: AppServer, l
     pids: set[int] = set()
     sent = 0
     retry = {"X-Request-Id": request_id}
-    async with app_server.client() as client:
+    # A new connection per request, as retries from different clients would be: a kept-alive connection
+    # stays with the worker that accepted it.
+    async with app_server.client(limits=httpx.Limits(max_keepalive_connections=0)) as client:
         while len(pids) < 2 and sent < 400:  # bounded: two workers share one socket, so both answer soon
             answers = await asyncio.gather(*(client.get("/v1/me", headers=retry) for _ in range(20)))
             sent += len(answers)

@@ -12,35 +12,48 @@ import logging
 import os
 import re
 import sys
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import structlog
 
 from chatwizard.core.settings import Settings
 
+
+class SecretShape(NamedTuple):
+    marker: str  # lower-case text in every match: the regex runs only on lines that contain a marker
+    before: str  # fixed-width context before the secret, kept
+    secret: str
+    after: str   # context after it, kept
+
+
 # Secret shapes no log line may carry, whatever logged it (our code, a library, a traceback): the
-# app's API keys, bearer tokens, passwords inside DSNs, OpenAI keys. Each is (fixed-width text before,
-# the secret, text after), so the same patterns serve Python here, PCRE in the local shipper and RE2
-# in production's (estate/logs.py, k8s/logging/), each removing the secret and keeping its context.
-SECRET_PATTERNS: dict[str, tuple[str, str, str]] = {
-    "api_key": ("", r"\bcwk_[0-9A-Za-z]{8,}", ""),
-    "bearer": ("(?i:bearer) ", r"[A-Za-z0-9._~+/=-]{8,}", ""),
-    "dsn_password": (":", r"[^:/@\s\"\\]+", "@"),  # scheme://user:PASSWORD@host
-    "openai_key": ("", r"\bsk-[A-Za-z0-9_-]{16,}", ""),
+# app's API keys, bearer tokens, passwords inside DSNs, OpenAI keys. Written so the same patterns
+# serve Python here, PCRE in the local shipper and RE2 in production's (estate/logs.py,
+# infra/components/logging.py), each removing the secret and keeping its context.
+SECRET_PATTERNS: dict[str, SecretShape] = {
+    "api_key": SecretShape("cwk_", "", r"\bcwk_[0-9A-Za-z]{8,}", ""),
+    "bearer": SecretShape("bearer ", "(?i:bearer) ", r"[A-Za-z0-9._~+/=-]{8,}", ""),
+    "dsn_password": SecretShape("@", ":", r"[^:/@\s\"\\]+", "@"),  # scheme://user:PASSWORD@host
+    "openai_key": SecretShape("sk-", "", r"\bsk-[A-Za-z0-9_-]{16,}", ""),
 }
 REDACTED = "[redacted]"
 
 
-def secret_regex(before: str, secret: str, after: str) -> str:
-    """One pattern as a regex that matches the secret alone (Python's re and PCRE)."""
-    return (f"(?<={before})" if before else "") + secret + (f"(?={after})" if after else "")
+def secret_regex(shape: SecretShape) -> str:
+    """One shape as a regex that matches the secret alone (Python's re and PCRE)."""
+    return ((f"(?<={shape.before})" if shape.before else "") + shape.secret
+            + (f"(?={shape.after})" if shape.after else ""))
 
 
-_SECRETS = re.compile("|".join(secret_regex(*parts) for parts in SECRET_PATTERNS.values()))
+_SECRETS = re.compile("|".join(secret_regex(shape) for shape in SECRET_PATTERNS.values()))
+_MARKERS = tuple(shape.marker for shape in SECRET_PATTERNS.values())
 
 
 def scrub_secrets(line: str) -> str:
     """``line`` with every known secret shape replaced by [redacted]."""
+    lowered = line.lower()
+    if not any(marker in lowered for marker in _MARKERS):  # most lines: ~2 µs instead of ~45
+        return line
     return _SECRETS.sub(REDACTED, line)
 
 

@@ -65,8 +65,8 @@ def _escape(text: str) -> str:
 
 def shipper_config(app_log: Path, store: LogStore) -> str:
     scrub = "\n".join(
-        f'  subst("{_escape(secret_regex(*parts))}", "{REDACTED}", value("MESSAGE") type("pcre") '
-        'flags("global"));' for parts in SECRET_PATTERNS.values())
+        f'  subst("{_escape(secret_regex(shape))}", "{REDACTED}", value("MESSAGE") type("pcre") '
+        'flags("global"));' for shape in SECRET_PATTERNS.values())
     columns = ", ".join(f'"{name} {kind}"' for name, (kind, _) in COLUMNS.items())
     values = ", ".join(f'"{_escape(template)}"' for _, template in COLUMNS.values())
     return f"""@version: 3.38
