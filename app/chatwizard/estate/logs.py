@@ -4,7 +4,8 @@ Grafana Loki and its shippers are not packaged for Debian, so the local estate u
 Debian has: syslog-ng tails the app's log (gunicorn's master and every worker write JSON lines to it),
 scrubs secret shapes again, parses each line and inserts it into its own PostgreSQL server, which
 Grafana reads with its built-in PostgreSQL data source. Production runs Loki and Grafana Alloy
-(k8s/logging/); both stores answer "every line of one request, from every worker" with one query.
+(infra/components/logging.py); both stores answer "every line of one request, from every worker"
+with one query.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from chatwizard.estate.postgres import BIN, PostgresNode
 
 DATABASE = "logs"
 TABLE = "app_logs"
-RETENTION_DAYS = 7  # the local store keeps a week; production's Loki keeps 30 days (k8s/logging/)
+RETENTION_DAYS = 7  # a week locally; production's Loki keeps 30 days (infra/components/logging.py)
 # One row per line: the fields a query filters on as columns, the whole scrubbed line beside them.
 COLUMNS = {
     "ts": ("timestamptz", "$(or ${.json.timestamp} ${ISODATE})"),
