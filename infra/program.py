@@ -11,6 +11,7 @@ from infra.components.cache import Cache, CacheArgs
 from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.database import Database, DatabaseArgs
 from infra.components.edge import Edge, EdgeArgs
+from infra.components.logging import Logging, LoggingArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.notifications import Notifications, NotificationsArgs
@@ -126,7 +127,7 @@ def build(config: StackConfig) -> None:
             tls_key=edge.origin_private_key_pem,
         ),
     )
-    Monitoring(
+    monitoring = Monitoring(
         name,
         MonitoringArgs(
             provider=cluster.provider,
@@ -142,6 +143,8 @@ def build(config: StackConfig) -> None:
             tls_key=edge.origin_private_key_pem,
         ),
     )
+
+    Logging(name, LoggingArgs(provider=cluster.provider), pulumi.ResourceOptions(depends_on=[monitoring]))
 
     pulumi.export("api_url", edge.url)
     pulumi.export("dashboard_url", edge.dashboard_url)

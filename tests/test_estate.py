@@ -43,10 +43,21 @@ def curl_from(summary: str) -> list[str]:
     return shlex.split(command.replace("\\\n", " "))
 
 
+def assert_one_query_finds_the_request(summary: str, request_id: str) -> None:
+    """The printed log-store query, run as printed with the curl's request id, returns its lines."""
+    command = re.search(r"one request, every worker: (.*)$", summary, re.M)[1].replace("<X-Request-Id>", request_id)
+    deadline, rows = time.monotonic() + 30, ""
+    while request_id not in rows:
+        assert time.monotonic() < deadline, f"the log store has no line of {request_id}: {command}"
+        time.sleep(0.5)
+        rows = subprocess.run(shlex.split(command), capture_output=True, text=True, check=True).stdout
+    assert '"event": "request"' in rows and '"route": "/v1/chat"' in rows
+
+
 def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
     ports = {name: free_port() for name in ("app", "metrics", "postgres", "replica", "redis", "prometheus",
                                             "alertmanager", "postgres-exporter", "redis-exporter",
-                                            "blackbox-exporter")}
+                                            "blackbox-exporter", "log-store")}
     args = [CHATWIZARD, "up", "--state-dir", str(tmp_path / "state")]
     args += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
@@ -65,6 +76,7 @@ def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
         assert "x-cache: exact" in again.stdout.lower()
         metrics = httpx.get(f"http://127.0.0.1:{ports['metrics']}/metrics").text
         assert metric_value(metrics, "chatwizard_cache_requests_total", cache="exact", result="hit") >= 1
+        assert_one_query_finds_the_request(summary, re.search(r"x-request-id: (\S+)", first.stdout, re.I)[1])
         prometheus = f"http://127.0.0.1:{ports['prometheus']}/api/v1"
         wait_for(lambda: {t["labels"]["job"] for t in httpx.get(f"{prometheus}/targets").json()["data"]["activeTargets"]
                           if t["health"] == "up"} == {"chatwizard", "postgres", "redis", "blackbox"})

@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 import typer
 
-from chatwizard.core.observability import configure_logging
+from chatwizard.core.logs import configure_logging
 from chatwizard.core.services import Services
 from chatwizard.core.settings import get_settings
 from chatwizard.estate.ports import EstatePorts
@@ -51,13 +51,15 @@ def up(
     postgres_exporter_port: int = EstatePorts.postgres_exporter,
     redis_exporter_port: int = EstatePorts.redis_exporter,
     blackbox_exporter_port: int = EstatePorts.blackbox_exporter,
+    log_store_port: int = EstatePorts.log_store,
 ) -> None:
-    """Start the whole local estate (Postgres primary + replica, Redis, app, monitoring); Ctrl-C stops it."""
+    """Start the whole local estate (Postgres primary + replica, Redis, app, monitoring, log store); Ctrl-C
+    stops it."""
     from chatwizard.estate.up import run_estate
 
     run_estate(state_dir.resolve(), EstatePorts(
         app_port, metrics_port, postgres_port, replica_port, redis_port, prometheus_port, alertmanager_port,
-        postgres_exporter_port, redis_exporter_port, blackbox_exporter_port))
+        postgres_exporter_port, redis_exporter_port, blackbox_exporter_port, log_store_port))
 
 
 @app.command()

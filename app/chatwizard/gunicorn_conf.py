@@ -27,6 +27,16 @@ max_requests_jitter = max_requests // 10
 accesslog = None
 errorlog = "-"
 loglevel = settings.log_level.lower()
+# gunicorn's and uvicorn's own lines (boot, worker start and exit, timeouts) as the app's JSON lines,
+# on the app's stream: uvicorn's worker reuses the gunicorn.error handlers, so they go there directly.
+logconfig_dict = {
+    "formatters": {"json": {"()": "chatwizard.core.logs.stdlib_formatter"}},
+    "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json",
+                          "stream": "ext://sys.stdout"}},
+    "root": {"level": loglevel.upper(), "handlers": ["json"]},
+    "loggers": {"gunicorn.error": {"level": loglevel.upper(), "handlers": ["json"], "propagate": False},
+                "gunicorn.access": {"handlers": [], "propagate": False}},
+}
 
 
 def on_starting(server: Any) -> None:

@@ -18,7 +18,8 @@ from chatwizard.audit.routes import router as audit_router
 from chatwizard.calendar.routes import router as calendar_router
 from chatwizard.chat.routes import router as chat_router
 from chatwizard.core import metrics
-from chatwizard.core.observability import RequestMiddleware, configure_logging, init_sentry
+from chatwizard.core.logs import configure_logging
+from chatwizard.core.observability import RequestMiddleware, init_sentry
 from chatwizard.core.responses import SafeJSONResponse
 from chatwizard.core.services import Services
 from chatwizard.core.settings import Settings, get_settings

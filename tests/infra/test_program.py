@@ -42,6 +42,7 @@ def test_every_resource_belongs_to_a_component(stack: Stack):
             "Monitoring",
             "Backups",
             "Notifications",
+            "Logging",
         )
     }
     by_urn = {r["urn"]: r for r in stack.resources}

@@ -1,4 +1,4 @@
-"""Structured logs, request ids, RED metrics, body-size limit and baseline security headers.
+"""Request ids, RED metrics, Sentry, body-size limit and baseline security headers (logs: core/logs.py).
 
 One pure-ASGI middleware does all per-request work (cheaper than stacked BaseHTTPMiddleware): it
 assigns the request id, counts the request under its route *template* (never the raw path, which
@@ -7,13 +7,11 @@ may hold a calendar token), and writes one JSON summary line per request.
 
 from __future__ import annotations
 
-import logging
 import re
-import sys
 import time
 import uuid
 from importlib.metadata import version
-from typing import Any, TextIO
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,30 +35,6 @@ DOCS_CSP = (b"content-security-policy",
             b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
             b"https://fastapi.tiangolo.com https://cdn.redoc.ly; frame-ancestors 'none'")
 DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
-
-
-def configure_logging(settings: Settings, stream: TextIO = sys.stdout) -> None:
-    """JSON lines (stdout for the server, stderr for CLI commands, whose stdout is their result);
-    uvicorn's own access log is off (ours has the request id)."""
-    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
-        cache_logger_on_first_use=True,
-    )
-    logging.basicConfig(level=level, stream=stream, format="%(message)s")
-    logging.getLogger("uvicorn.access").disabled = True
-    # One line per LLM or embedding call is noise next to the request summary (the metrics count them).
-    # The openai client sends through httpx2, a fork with its own logger.
-    for client_logger in ("httpx", "httpx2"):
-        logging.getLogger(client_logger).setLevel(max(level, logging.WARNING))
 
 
 def init_sentry(settings: Settings) -> None:

@@ -20,6 +20,7 @@ class EstatePorts:
     postgres_exporter: int = 9187
     redis_exporter: int = 9121
     blackbox_exporter: int = 9115
+    log_store: int = 5434
 
 
 def free_port() -> int:

@@ -1,8 +1,9 @@
 """``chatwizard up``: the whole estate on one laptop, on embedded defaults, stopped by Ctrl-C.
 
 Postgres primary + streaming replica and Redis come from wheels; migrations and the sample
-catalogue are applied on first start; the app runs under gunicorn; Prometheus, Alertmanager and
-the exporters join from Debian packages. Data stays in the state folder between runs.
+catalogue are applied on first start; the app runs under gunicorn; Prometheus, Alertmanager, the
+exporters and the log shipper (syslog-ng, into a PostgreSQL log store) join from Debian packages.
+Data stays in the state folder between runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from chatwizard.core.crypto import new_key_entry
 from chatwizard.core.settings import APP_DB_LOGIN
+from chatwizard.estate.logs import REQUEST_QUERY, LogStore, start_log_shipping
 from chatwizard.estate.monitoring import Targets, start_monitoring
 from chatwizard.estate.ports import EstatePorts
 from chatwizard.estate.processes import stop_process, wait_ready
@@ -109,6 +111,8 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             env = app_environment(ports, primary.dsn_as(APP_DB_LOGIN, password),
                                   replica.dsn_as(APP_DB_LOGIN, password), redis.url, state_dir)
             key = demo_key(env, state_dir)
+            logs, shipping = start_log_shipping(state_dir / "logs", state_dir / "app.log", ports.log_store)
+            stops[:0] = shipping
             app = start_app(env, state_dir / "app.log")
             stops.insert(0, ("app", lambda: stop_process(app)))
             base = f"http://127.0.0.1:{ports.app}"
@@ -116,7 +120,7 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             targets = Targets(f"127.0.0.1:{ports.metrics}", base, primary.dsn, f"127.0.0.1:{ports.redis}",
                               key, webhook_url=None)
             stops[:0] = start_monitoring(state_dir / "monitoring", ports, targets)
-            print_summary(base, ports, key, primary.dsn, replica.dsn, redis.url, state_dir)
+            print_summary(base, ports, key, primary.dsn, replica.dsn, redis.url, state_dir, logs)
             while app.poll() is None:
                 time.sleep(1)
             print(f"the app exited with code {app.returncode}; see {state_dir / 'app.log'}")
@@ -130,7 +134,8 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
 
 
 def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str,
-                  redis_url: str, state_dir: Path) -> None:
+                  redis_url: str, state_dir: Path, logs: LogStore) -> None:
+    one_request = REQUEST_QUERY.replace("$1", "'<X-Request-Id>'")
     lines = [
         "",
         "Chat Wizard is up (sample catalogue: generated data, not real YouTube videos).",
@@ -146,7 +151,8 @@ def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, rep
         f"  Prometheus     http://127.0.0.1:{ports.prometheus}  (alerts: /alerts)",
         f"  Alertmanager   http://127.0.0.1:{ports.alertmanager}",
 
-        f"  Logs           {state_dir}/app.log",
+        f"  Logs           {state_dir}/app.log, shipped by syslog-ng to the log store {logs.dsn}",
+        f"                 one request, every worker: {logs.psql} -c \"{one_request}\"",
         "",
         "Ask a question:",
         f"  curl -s {base}/v1/chat -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\",
