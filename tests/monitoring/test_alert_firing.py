@@ -101,8 +101,9 @@ async def onset_to_page(webhook: Webhook, alertnames: tuple[str, ...], onset: fl
         if all(at is not None for at in arrived.values()):
             return {name: at - onset for name, at in arrived.items() if at is not None}
         await asyncio.sleep(0.5)
-    missing = [name for name in alertnames if webhook.first_firing(name, onset) is None]
-    raise AssertionError(f"never reached the webhook: {missing}")
+    arrived = {name: webhook.first_firing(name, onset) for name in alertnames}
+    raise AssertionError("never reached the webhook: " + ", ".join(
+        f"{name} {'never' if at is None else f'{at - onset:.1f} s'}" for name, at in arrived.items()))
 
 
 def wait_ready(app_server: AppServer, timeout_s: float = 60) -> None:
