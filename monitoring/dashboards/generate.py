@@ -77,8 +77,10 @@ DASHBOARDS: dict[str, tuple[str, dict[str, list[P]]]] = {
               "ops", "Timeouts, 429s, 5xx, connection errors, circuit-open rejections.", "{{kind}}"),
             P("Tokens per second", (f'sum by (model, direction) (rate(chatwizard_llm_tokens_total{{{APP}}}[{RATE}]))',),
               "short", "Input and output tokens by model.", "{{model}} {{direction}}"),
-            P("Projected daily LLM spend", ("chatwizard:llm_cost_usd:projected_daily",), "currencyUSD",
-              "Last hour's spend rate times 24 h; warning above 150 % of the daily budget.", stat=True),
+            P("LLM spend: last 24 h and the hour's pace", ("chatwizard:llm_cost_usd:spent_24h",
+                                                          "chatwizard:llm_cost_usd:projected_daily"), "currencyUSD",
+              "Spent over the last 24 h (warning above 150 % of the daily budget), and the last hour's rate "
+              "times 24 h: bursty days run ahead of the budget for hours and still land on it.", stat=True),
         ]}),
     "chatwizard-datastores": ("Chat Wizard / Data stores", {
         "Postgres": [

@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -55,13 +55,13 @@ class Webhook:
 
 
 @contextmanager
-def alertmanager(state: Path, webhook: Webhook) -> Iterator[str]:
+def running(state: Path, name: str, config: dict[str, Any], args: list[str]) -> Iterator[str]:
+    """Write ``config`` to state/name.yml, start ``args`` + config, data and listen flags; yield its URL."""
     state.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    (state / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(webhook.url)))
-    _, stop = spawn("alertmanager", ["prometheus-alertmanager", f"--config.file={state / 'alertmanager.yml'}",
-                                     f"--storage.path={state / 'data'}", "--cluster.listen-address=",
-                                     f"--web.listen-address=127.0.0.1:{port}"], state / "alertmanager.log")
+    (state / f"{name}.yml").write_text(yaml.safe_dump(config))
+    _, stop = spawn(name, [*args, f"--config.file={state / f'{name}.yml'}", f"--web.listen-address=127.0.0.1:{port}"],
+                    state / f"{name}.log")
     try:
         wait_ready(f"http://127.0.0.1:{port}/-/ready")
         yield f"http://127.0.0.1:{port}"
@@ -69,11 +69,13 @@ def alertmanager(state: Path, webhook: Webhook) -> Iterator[str]:
         stop()
 
 
-@contextmanager
-def prometheus(state: Path, app_target: str, alertmanager_url: str) -> Iterator[str]:
+def alertmanager(state: Path, webhook: Webhook) -> AbstractContextManager[str]:
+    return running(state, "alertmanager", alertmanager_config(webhook.url),
+                   ["prometheus-alertmanager", f"--storage.path={state / 'data'}", "--cluster.listen-address="])
+
+
+def prometheus(state: Path, app_target: str, alertmanager_url: str) -> AbstractContextManager[str]:
     """Scrapes ``app_target`` as the app's job and evaluates every committed rule file."""
-    state.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     config: dict[str, Any] = {
         "global": {"scrape_interval": PRODUCTION_INTERVAL, "evaluation_interval": PRODUCTION_INTERVAL},
         "rule_files": [str(p) for p in sorted((MONITORING / "rules").glob("*.yml"))],
@@ -81,15 +83,7 @@ def prometheus(state: Path, app_target: str, alertmanager_url: str) -> Iterator[
         "scrape_configs": [{"job_name": "chatwizard", "scrape_interval": APP_SCRAPE_INTERVAL,
                             "static_configs": static(app_target)}],
     }
-    (state / "prometheus.yml").write_text(yaml.safe_dump(config))
-    _, stop = spawn("prometheus", ["prometheus", f"--config.file={state / 'prometheus.yml'}",
-                                   f"--storage.tsdb.path={state / 'data'}",
-                                   f"--web.listen-address=127.0.0.1:{port}"], state / "prometheus.log")
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/-/ready")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop()
+    return running(state, "prometheus", config, ["prometheus", f"--storage.tsdb.path={state / 'data'}"])
 
 
 @contextmanager
