@@ -138,7 +138,7 @@ def burn_alerts() -> list[dict[str, Any]]:
             b["alert"],
             f'chatwizard:http_errors:ratio_rate{b["long"]} > {bar:.4f} and chatwizard:http_errors:ratio_rate{b["short"]} > {bar:.4f} '
             f'and chatwizard:http_requests:rate{b["long"]} > {min_rate}',
-            b["for"], b["severity"], f'Error budget burning {b["factor"]:g}x faster than the {target} SLO allows',
+            b["for"], b["severity"], f'Error budget burning {b["factor"]:g}x as fast as the {target} SLO allows',
             f'At this rate {share:.0%} of the {slo["period"]} error budget goes in {b["long"]} '
             f'(multi-window: {b["long"]} and {b["short"]}).' + ("" if b["severity"] == "critical" else " A ticket, not a page."),
             "errors"))
