@@ -13,14 +13,15 @@ from typing import Any
 
 import yaml
 
-from monitoring.generate import CONFIG, HERE
+from monitoring.generate import CONFIG, HERE, timed_traffic, user_traffic
 
 ANALYSIS_TEMPLATE = HERE.parent / "k8s" / "base" / "analysis-template.yaml"
 CANARY = '{{args.canary-hash}}'
 
 
-def selector(extra: str = "") -> str:
-    return f'job="{CONFIG["app_job"]}",rollouts_pod_template_hash="{CANARY}"{extra}'
+def candidate(selector: str) -> str:
+    """``selector`` narrowed to the candidate's pods."""
+    return f'{selector},rollouts_pod_template_hash="{CANARY}"'
 
 
 def metric(name: str, query: str, success: str) -> dict[str, Any]:
@@ -35,10 +36,10 @@ def metric(name: str, query: str, success: str) -> dict[str, Any]:
 
 def analysis_template() -> dict[str, Any]:
     canary, window = CONFIG["canary"], CONFIG["canary"]["window"]
-    failed, timed = selector(',status=~"5.."'), selector(f',route!~"{CONFIG["latency_excluded_routes"]}"')
+    users, timed = candidate(user_traffic()), candidate(timed_traffic())
     # `or vector(0)`: a candidate without a single 5xx has no such series, and that is a success.
-    errors = (f"(sum(rate(chatwizard_http_requests_total{{{failed}}}[{window}])) or vector(0)) "
-              f"/ sum(rate(chatwizard_http_requests_total{{{selector()}}}[{window}]))")
+    errors = (f'(sum(rate(chatwizard_http_requests_total{{{users},status=~"5.."}}[{window}])) or vector(0)) '
+              f"/ sum(rate(chatwizard_http_requests_total{{{users}}}[{window}]))")
     latency = ("histogram_quantile(0.95, sum by (le) (rate(chatwizard_http_request_duration_seconds_bucket"
                f"{{{timed}}}[{window}])))")
     return {

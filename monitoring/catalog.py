@@ -14,7 +14,7 @@ MASTER_METRICS = {"chatwizard_memory_rss_bytes", "chatwizard_memory_limit_bytes"
                   "chatwizard_cpu_seconds_total"}
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
 PROMQL_WORDS = {"sum", "rate", "min", "max", "by", "le", "and", "or", "offset", "vector", "histogram_quantile",
-                "increase", "avg", "count", "without", "avg_over_time", "on", "ignoring"}
+                "increase", "avg", "count", "without", "avg_over_time", "sum_over_time", "on", "ignoring"}
 
 
 def known_metrics() -> set[str]:

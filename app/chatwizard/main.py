@@ -12,6 +12,7 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
 from chatwizard.accounts.routes import router as accounts_router
 from chatwizard.audit.routes import router as audit_router
@@ -42,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        routes = [(r.path_format, m) for r in app.routes if isinstance(r, APIRoute) for m in r.methods]
+        metrics.init_series(routes)
         services = app.state.services = await Services.start(settings)
         metrics.BUILD_INFO.labels(version("chatwizard")).set(1)
         sweeper = asyncio.create_task(services.activity.run())

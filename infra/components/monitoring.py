@@ -126,7 +126,7 @@ class Monitoring(pulumi.ComponentResource):
                     "probeSelectorNilUsesHelmValues": False,
                     "scrapeInterval": "10s",
                     "evaluationInterval": "10s",
-                    "retention": "15d",
+                    "retention": "35d",  # the 30-day SLO window plus margin (monitoring/config.yaml)
                     "storageSpec": {
                         "volumeClaimTemplate": {
                             "spec": {

@@ -77,8 +77,10 @@ DASHBOARDS: dict[str, tuple[str, dict[str, list[P]]]] = {
               "ops", "Timeouts, 429s, 5xx, connection errors, circuit-open rejections.", "{{kind}}"),
             P("Tokens per second", (f'sum by (model, direction) (rate(chatwizard_llm_tokens_total{{{APP}}}[{RATE}]))',),
               "short", "Input and output tokens by model.", "{{model}} {{direction}}"),
-            P("Projected daily LLM spend", ("chatwizard:llm_cost_usd:projected_daily",), "currencyUSD",
-              "Last hour's spend rate times 24 h; warning above 150 % of the daily budget.", stat=True),
+            P("LLM spend: last 24 h and the hour's pace", ("chatwizard:llm_cost_usd:spent_24h",
+                                                          "chatwizard:llm_cost_usd:projected_daily"), "currencyUSD",
+              "Spent over the last 24 h (warning above 150 % of the daily budget), and the last hour's rate "
+              "times 24 h: bursty days run ahead of the budget for hours and still land on it.", stat=True),
         ]}),
     "chatwizard-datastores": ("Chat Wizard / Data stores", {
         "Postgres": [
@@ -132,15 +134,17 @@ DASHBOARDS: dict[str, tuple[str, dict[str, list[P]]]] = {
         ]}),
     "chatwizard-slo": ("Chat Wizard / SLO and error budget", {
         "Availability (99.5 %)": [
-            P("Availability, last 30 days", ("1 - (sum(increase(chatwizard_http_requests_total{job=\"chatwizard\",status=~\"5..\"}[30d])) / sum(increase(chatwizard_http_requests_total{job=\"chatwizard\"}[30d])))",),
-              "percentunit", "Share of requests not answered 5xx over 30 days; the SLO is 99.5 %.", stat=True),
-            P("Uptime (probe), last 30 days", ('avg_over_time(probe_success{job="blackbox"}[30d])',), "percentunit",
+            P("Availability, last 30 days", ("chatwizard:slo_availability:ratio_30d",),
+              "percentunit", "Share of user requests not answered 5xx over 30 days (probes left out); the SLO is "
+              "99.5 %. From 5-minute increases kept 35 days (recording rules).", stat=True),
+            P("Uptime (probe), last 30 days", ("chatwizard:probe_success:ratio_30d",), "percentunit",
               "Outside-in: share of blackbox probes that succeeded, per endpoint: the monthly SLA figure.",
               "{{instance}}", stat=True),
-            P("Error budget remaining", ("1 - (sum(increase(chatwizard_http_requests_total{job=\"chatwizard\",status=~\"5..\"}[30d])) / sum(increase(chatwizard_http_requests_total{job=\"chatwizard\"}[30d]))) / 0.005",),
+            P("Error budget remaining", ("chatwizard:slo_error_budget:remaining_30d",),
               "percentunit", "1 = untouched, 0 = spent for the 30-day window.", stat=True),
-            P("Burn rate", ("chatwizard:http_errors:ratio_rate1h / 0.005", "chatwizard:http_errors:ratio_rate6h / 0.005"),
-              "short", "1 = spending exactly the budget; 14.4 over 1 h pages, 6 over 6 h warns."),
+            P("Burn rate", tuple(f"chatwizard:http_errors:ratio_rate{w} / 0.005" for w in ("1h", "6h", "1d", "3d")),
+              "short", "1 = spending exactly the budget; 14.4 over 1 h and 6 over 6 h page and warn, 3 over 1 d "
+              "and 1 over 3 d open a ticket."),
         ]}),
 }
 

@@ -1,15 +1,20 @@
 """Alertmanager: the production config is valid and routes each severity where on-call expects it;
-the local estate's config keeps the same route tree."""
+the local estate's config keeps the same route tree; a real Alertmanager pages once per incident."""
 
 from __future__ import annotations
 
 import subprocess
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from chatwizard.estate.monitoring import alertmanager_config
+from monitoring.alert_tests import alerts_by_name
+from tests.monitoring.harness import Webhook, alertmanager
 
 CONFIG = Path(__file__).parents[2] / "monitoring" / "alertmanager" / "alertmanager.yml"
 
@@ -37,10 +42,50 @@ def test_routes_by_severity(labels, receivers):
     assert routes_for(CONFIG, *labels) == receivers
 
 
-def test_warnings_are_inhibited_by_the_matching_critical_only():
-    [rule] = yaml.safe_load(CONFIG.read_text())["inhibit_rules"]
-    assert rule["source_matchers"] == ['severity="critical"', 'inhibit_group=~".+"']
-    assert rule["target_matchers"] == ['severity="warning"'] and rule["equal"] == ["inhibit_group"]
+def post_alerts(url: str, names: list[str]) -> None:
+    """Fire ``names`` as Prometheus would, with the labels their rules give them."""
+    rules, now = alerts_by_name(), datetime.now(UTC)
+    alerts = [{"labels": {"alertname": name, **rules[name]["labels"]}, "annotations": rules[name]["annotations"],
+               "startsAt": now.isoformat(), "endsAt": (now + timedelta(minutes=5)).isoformat()} for name in names]
+    httpx.post(f"{url}/api/v2/alerts", json=alerts, timeout=5).raise_for_status()
+
+
+def notified_after_group_wait(webhook: Webhook, url: str, names: list[str]) -> set[str]:
+    post_alerts(url, names)
+    time.sleep(8)  # critical group_wait is 5 s: everything not inhibited has been sent by now
+    return webhook.names()
+
+
+@pytest.mark.parametrize(("firing", "paged"), [
+    # The primary is down: one page for the cause, not four.
+    (["ChatWizardDatabaseConnectionFailures", "ChatWizardHighErrorRate", "ChatWizardErrorBudgetBurnFast",
+      "ChatWizardHighLatency", "ChatWizardProbeFailing", "ChatWizardErrorBudgetBurnSlow"],
+     {"ChatWizardDatabaseConnectionFailures"}),
+    # A bad release: the error-rate page, not also the budget's view of the same errors.
+    (["ChatWizardHighErrorRate", "ChatWizardErrorBudgetBurnFast", "ChatWizardErrorBudgetBurnDaily"],
+     {"ChatWizardHighErrorRate"}),
+    # Unrelated alerts are not silenced by either.
+    (["ChatWizardHighErrorRate", "ChatWizardMemoryHigh", "ChatWizardCacheHitRateCritical"],
+     {"ChatWizardHighErrorRate", "ChatWizardMemoryHigh", "ChatWizardCacheHitRateCritical"}),
+    # The symptoms page on their own when the database is fine.
+    (["ChatWizardErrorBudgetBurnFast", "ChatWizardProbeFailing"],
+     {"ChatWizardErrorBudgetBurnFast", "ChatWizardProbeFailing"}),
+])
+def test_a_real_alertmanager_pages_for_the_cause_not_its_symptoms(tmp_path: Path, firing, paged):
+    webhook = Webhook()
+    with alertmanager(tmp_path, webhook) as url:
+        assert notified_after_group_wait(webhook, url, firing) == paged
+
+
+def test_warnings_are_inhibited_by_the_matching_critical_only(tmp_path: Path):
+    webhook = Webhook()
+    with alertmanager(tmp_path, webhook) as url:
+        post_alerts(url, ["ChatWizardLatencyHigh", "ChatWizardCacheHitRateDegraded"])
+        post_alerts(url, ["ChatWizardHighLatency"])  # critical, same inhibit_group as the first warning
+        time.sleep(2)
+        alerts = httpx.get(f"{url}/api/v2/alerts", timeout=5).json()
+    inhibited = {a["labels"]["alertname"] for a in alerts if a["status"]["inhibitedBy"]}
+    assert inhibited == {"ChatWizardLatencyHigh"}
 
 
 def test_every_receiver_sends_resolved_and_reads_secrets_from_files():

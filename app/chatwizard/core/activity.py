@@ -57,11 +57,13 @@ class Activity:
 
     async def sweep(self) -> None:
         """Close idle sessions and refresh the gauges; only the worker holding the lock does it."""
+        cutoff = time.time() - SESSION_IDLE_S
+        # Every worker forgets its own stale push times, lock or not: only the sweeper needs the lock.
+        self.pushed = {u: t for u, t in self.pushed.items() if t > cutoff}
         locked = await self.cache.call(
             "activity", lambda r: r.set("cw:sess:sweeper", "1", nx=True, ex=SWEEP_EVERY_S - 5), None)
         if not locked:
             return
-        cutoff = time.time() - SESSION_IDLE_S
         idle = await self.cache.call("activity", lambda r: r.zrangebyscore(LAST_SEEN, "-inf", cutoff,
                                                                           withscores=True), [])
         if idle:
@@ -73,7 +75,6 @@ class Activity:
             await self.cache.call("activity", lambda r: r.zrem(LAST_SEEN, *members), 0)
             await self.cache.call("activity", lambda r: r.zrem(STARTED, *members), 0)
         await self.refresh_gauges()
-        self.pushed = {u: t for u, t in self.pushed.items() if t > cutoff}
 
     async def refresh_gauges(self) -> None:
         day = today()

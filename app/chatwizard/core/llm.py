@@ -76,9 +76,16 @@ class CircuitBreaker:
     opened_at: float | None = field(default=None)
 
     def allow(self) -> bool:
+        """Closed: every call. Open: none until ``reset_s`` has passed, then one trial (half-open);
+        the trial re-arms the timer, so the calls behind it are refused until it succeeds or another
+        ``reset_s`` passes (a trial that never reports back cannot wedge the breaker)."""
         if self.opened_at is None:
             return True
-        return time.monotonic() - self.opened_at >= self.reset_s
+        now = time.monotonic()
+        if now - self.opened_at < self.reset_s:
+            return False
+        self.opened_at = now
+        return True
 
     def success(self) -> None:
         if self.opened_at is not None:

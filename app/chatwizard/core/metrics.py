@@ -2,7 +2,9 @@
 
 The rules in monitoring/ and the dashboards reference these names; a test fails when one of them
 names a metric that is not defined here or in an exporter. Under gunicorn the client runs in
-multiprocess mode (PROMETHEUS_MULTIPROC_DIR), so gauges declare how worker values combine.
+multiprocess mode (PROMETHEUS_MULTIPROC_DIR), so gauges declare how worker values combine: state
+gauges use the live modes, so a dead worker's last word (say "database down") dies with it, and
+figures one worker computes for all use the most recent value.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ LLM_TOKENS = Counter(
 LLM_COST = Counter("chatwizard_llm_cost_usd_total", "LLM spend in USD from the price table", ["model"])
 LLM_CIRCUIT_OPEN = Gauge(
     "chatwizard_llm_circuit_open", "1 while the LLM circuit breaker is open",
-    ["provider"], multiprocess_mode="max",
+    ["provider"], multiprocess_mode="livemax",
 )
 
 # --- database ------------------------------------------------------------------------------
@@ -100,14 +102,14 @@ DB_CONNECTION_FAILURES = Counter(
 )
 DB_REPLICA_LAG = Gauge(
     "chatwizard_db_replica_lag_seconds", "Replica replay lag as measured by the app",
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",
 )
 DB_READS = Counter(
     "chatwizard_db_reads_total", "Read queries by the node that served them", ["node"]
 )
 DB_UP = Gauge(
     "chatwizard_db_up", "1 when the node answered the last health check", ["node"],
-    multiprocess_mode="min",
+    multiprocess_mode="livemin",
 )
 
 # --- Redis ---------------------------------------------------------------------------------
@@ -117,7 +119,7 @@ REDIS_BATCH_SIZE = Histogram(
 )
 REDIS_ERRORS = Counter("chatwizard_redis_errors_total", "Redis command failures", ["operation"])
 REDIS_FALLBACK = Gauge(
-    "chatwizard_redis_fallback_active", "1 while the app runs without Redis", multiprocess_mode="max"
+    "chatwizard_redis_fallback_active", "1 while the app runs without Redis", multiprocess_mode="livemax"
 )
 
 # --- business ------------------------------------------------------------------------------
@@ -132,7 +134,7 @@ PATH_PROGRESS = Histogram(
 SESSIONS_SCHEDULED = Counter("chatwizard_calendar_sessions_scheduled_total", "Learning sessions scheduled")
 ACTIVE_USERS = Gauge(
     "chatwizard_active_users", "Distinct users seen in the window", ["window"],  # 1d
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",  # set by whichever worker swept last
 )
 SESSION_DURATION = Histogram(
     "chatwizard_user_session_duration_seconds", "Length of a user's activity session (30 min idle ends it)",
@@ -140,7 +142,7 @@ SESSION_DURATION = Histogram(
 )
 COST_PER_USER = Gauge(
     "chatwizard_llm_cost_per_active_user_usd", "LLM spend today divided by daily active users",
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 
 # --- security ------------------------------------------------------------------------------
@@ -155,5 +157,22 @@ AUDIT_EVENTS = Counter(
 
 # --- build ---------------------------------------------------------------------------------
 BUILD_INFO = Gauge(
-    "chatwizard_build_info", "Version of the running app", ["version"], multiprocess_mode="max"
+    "chatwizard_build_info", "Version of the running app", ["version"], multiprocess_mode="livemax"
 )
+
+
+# --- series that must exist before their first event ---------------------------------------
+# increase() and rate() see a counter change only between two samples: a series whose first sample
+# is already 1 (the first failure since start) is invisible to them, so alerts would miss it.
+ERROR_STATUSES = ("500", "503")
+
+
+def init_series(routes: list[tuple[str, str]]) -> None:
+    """Create at 0 every labelled series an alert or SLI counts failures on (each worker, at start)."""
+    for node in ("primary", "replica"):
+        DB_CONNECTION_FAILURES.labels(node)
+    for template, method in routes:
+        for status in ERROR_STATUSES:
+            HTTP_REQUESTS.labels(template, method, status)
+    for cache, result in (("exact", "hit"), ("exact", "miss"), ("semantic", "hit")):
+        CACHE_REQUESTS.labels(cache, result)

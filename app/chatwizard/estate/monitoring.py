@@ -112,6 +112,7 @@ def start_monitoring(state: Path, ports: EstatePorts, targets: Targets) -> list[
                                f"--web.listen-address=127.0.0.1:{ports.alertmanager}"], log),
         spawn("prometheus", ["prometheus", f"--config.file={state / 'prometheus.yml'}",
                              f"--storage.tsdb.path={state / 'prometheus'}", "--web.enable-lifecycle",
+                             "--storage.tsdb.retention.time=35d",  # the 30-day SLO panels, as in production
                              f"--web.listen-address=127.0.0.1:{ports.prometheus}"], log),
     ]
     wait_ready(f"http://127.0.0.1:{ports.alertmanager}/-/ready")
