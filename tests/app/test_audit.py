@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -14,7 +15,9 @@ import asyncpg
 import pytest
 
 from chatwizard.audit.service import FLUSH_S, MAX_KINDS, Kind, Tallies
-from chatwizard.core.migrate import ensure_app_login
+from chatwizard.core.migrate import ensure_app_login, migration_files
+from chatwizard.estate.ports import free_port
+from chatwizard.estate.postgres import PostgresNode
 from chatwizard.estate.processes import stop_process
 from tests.conftest import AppServer, Databases, app_dsn, app_env, start_server
 
@@ -228,3 +231,32 @@ async def test_the_apps_role_cannot_shorten_retention_or_forget_a_live_user(data
             await conn.fetchval("SELECT audit_forget($1)", user.id)
     finally:
         await conn.close()
+
+
+async def test_migration_0006_takes_erased_users_out_of_older_rows(tmp_path: Path):
+    """Rows written before 0006 named the user acted on in `target` or in `detail` ({"for": "user:<id>"})."""
+    node = PostgresNode(tmp_path / "pg", free_port())
+    node.init_primary()
+    node.start()
+    try:
+        node.create_database()
+        conn = await asyncpg.connect(node.dsn)
+        await conn.execute("CREATE TABLE schema_migrations (name text PRIMARY KEY)")
+        migrations = dict(migration_files())
+        for older in (sql for name, sql in migrations.items() if name < "0006"):
+            await conn.execute(older)
+        live = str(await conn.fetchval("INSERT INTO users (email, tier) VALUES ('x', 'free') RETURNING id"))
+        erased = str(uuid.uuid4())
+        await conn.execute(
+            "INSERT INTO audit_events (action, outcome, target, detail) VALUES "
+            "('role_changed', 'success', 'user:' || $1, '{\"to\": \"pro\"}'), "
+            "('key_created', 'success', 'key:k1', jsonb_build_object('for', 'user:' || $1)), "
+            "('key_created', 'success', 'key:k2', jsonb_build_object('for', 'user:' || $2))", live, erased)
+        async with conn.transaction():
+            await conn.execute(migrations["0006_audit_truth"])
+        rows = [(r["target"], r["subject_user"] and str(r["subject_user"]), r["detail"]) for r in
+                await conn.fetch("SELECT target, subject_user, detail FROM audit_events ORDER BY id")]
+        await conn.close()
+    finally:
+        node.stop("immediate")
+    assert rows == [(f"user:{live}", live, '{"to": "pro"}'), ("key:k1", live, "{}"), ("key:k2", None, "{}")]
