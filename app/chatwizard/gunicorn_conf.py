@@ -12,12 +12,24 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from uvicorn.workers import UvicornWorker
+
 from chatwizard.core.settings import get_settings
+
+
+class AppWorker(UvicornWorker):
+    """uvicorn under gunicorn, without the `Server: uvicorn` header (it tells scanners what to try)."""
+
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "server_header": False}
+
 
 settings = get_settings()
 bind = [f"{settings.host}:{settings.port}"]
 workers = settings.workers
-worker_class = "uvicorn.workers.UvicornWorker"
+worker_class = f"{__name__}.AppWorker"
+# X-Forwarded-For/-Proto are believed only from these proxies (none by default); uvicorn's worker
+# reads this setting, so the client address the app sees (audit trail, per-address limits) is the peer's.
+forwarded_allow_ips = ",".join(settings.forwarded_allow_ips)
 graceful_timeout = 25  # under the pod's terminationGracePeriodSeconds so streams can finish
 timeout = 60
 keepalive = 75  # longer than load balancers' idle timeout, so they close first

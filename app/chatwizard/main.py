@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from chatwizard.accounts.routes import router as accounts_router
+from chatwizard.audit import service as audit
 from chatwizard.audit.routes import router as audit_router
 from chatwizard.calendar.routes import router as calendar_router
 from chatwizard.chat.routes import router as chat_router
@@ -48,9 +49,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = app.state.services = await Services.start(settings)
         metrics.BUILD_INFO.labels(version("chatwizard")).set(1)
         sweeper = asyncio.create_task(services.activity.run())
+        auditor = asyncio.create_task(audit.run_flusher(services))
         log.info("app_started", llm=services.llm.name, replica=settings.replica_url is not None)
         yield
         sweeper.cancel()
+        auditor.cancel()
+        await audit.flush(services, everything=True)  # the tallied failures and denials get their rows
         await services.stop()
 
     app = FastAPI(

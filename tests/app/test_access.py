@@ -75,3 +75,10 @@ async def test_admin_reaches_admin_routes(app_server: AppServer, make_user):
     admin = await make_user("admin")
     async with app_server.client(admin.key) as client:
         assert (await client.get("/v1/admin/users")).status_code == 200
+
+
+async def test_responses_do_not_name_the_server_software(app_server: AppServer, make_user):
+    user = await make_user()
+    async with app_server.client(user.key) as client:
+        responses = [await client.get("/v1/me"), await client.get("/healthz"), await client.get("/nowhere")]
+    assert [r.headers.get("server") for r in responses] == [None] * 3

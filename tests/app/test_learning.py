@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from icalendar import Calendar
 
-from tests.conftest import AppServer
+from tests.conftest import AppServer, Databases
 
 
 async def video_ids(client: httpx.AsyncClient, query: str, n: int) -> list[str]:
@@ -83,6 +84,25 @@ async def test_calendar_feed_is_valid_icalendar_with_the_sessions(app_server: Ap
         new_url = (await client.post("/v1/calendar/feed")).json()["url"]
     assert httpx.get(url).status_code == 404, "an old feed URL keeps working after a new one was made"
     assert httpx.get(new_url).status_code == 200
+
+
+async def test_the_feed_survives_sessions_stored_before_dates_and_titles_were_checked(
+        app_server: AppServer, databases: Databases, make_user):
+    """A session at 9999-12-31 20:00 for 480 minutes ends past the last representable time; a title with
+    control characters is not valid iCalendar text. Neither may break the user's feed."""
+    user = await make_user()
+    async with app_server.client(user.key) as client:
+        [video] = await video_ids(client, "python classes", 1)
+        url = (await client.post("/v1/calendar/feed")).json()["url"]
+    databases.primary.psql(
+        "INSERT INTO calendar_sessions (user_id, video_id, title, starts_at, duration_min) VALUES "
+        f"('{user.id}', '{video}', 'the far future', '9999-12-31 20:00+00', 480), "
+        f"('{user.id}', '{video}', E'Bell\\x07 and \\x1b[31mred', '2026-12-03 18:00+00', 30)")
+    feed = httpx.get(url)
+    assert feed.status_code == 200, feed.text
+    [event] = Calendar.from_ical(feed.content).walk("VEVENT")
+    assert str(event["summary"]) == "Bell  and  [31mred"
+    assert not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", feed.content), "control characters in the feed"
 
 
 async def test_search_and_video_detail(app_server: AppServer, make_user):

@@ -90,7 +90,8 @@ async def rotate_my_key(key_id: UUID, principal: CurrentUser, services: Services
         raise HTTPException(404, detail="no such active key")
     key, row = rotated
     await record(services, "key_rotated", "success", connection=request, principal=principal,
-                 target=f"key:{key_id}", detail={"replacement": str(row["id"]), "overlap_s": overlap.seconds})
+                 target=f"key:{key_id}", detail={"replacement": str(row["id"]),
+                                                    "overlap_s": int(overlap.total_seconds())})
     return NewKey(key=key, **row)
 
 
@@ -114,7 +115,7 @@ async def admin_create_user(body: UserCreate, services: ServicesDep, principal: 
     except asyncpg.UniqueViolationError:
         raise HTTPException(409, detail="a user with this email already exists") from None
     await record(services, "user_created", "success", connection=request, principal=principal,
-                 target=f"user:{user['id']}", detail={"tier": body.tier})
+                 target=f"user:{user['id']}", subject=user["id"], detail={"tier": body.tier})
     return user
 
 
@@ -126,7 +127,8 @@ async def admin_change_tier(user_id: UUID, body: TierChange, services: ServicesD
     if changed is None:
         raise HTTPException(404, detail="no such user")
     await record(services, "role_changed", "success", connection=request, principal=principal,
-                 target=f"user:{user_id}", detail={"from": changed["previous"], "to": body.tier})
+                 target=f"user:{user_id}", subject=user_id,
+                 detail={"from": changed["previous"], "to": body.tier})
     return changed["user"]
 
 
@@ -153,5 +155,5 @@ async def admin_create_key(user_id: UUID, body: KeyCreate, services: ServicesDep
                                      expires_at=body.expires_at)
     )
     await record(services, "key_created", "success", connection=request, principal=principal,
-                 target=f"key:{row['id']}", detail={"for": f"user:{user_id}"})
+                 target=f"key:{row['id']}", subject=user_id)
     return NewKey(key=key, **row)

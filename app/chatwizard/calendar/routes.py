@@ -8,19 +8,22 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
+import structlog
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from icalendar import Calendar, Event
 from pydantic import Field, model_validator
 
 from chatwizard.calendar import queries
 from chatwizard.core import metrics
-from chatwizard.core.models import StrictModel
+from chatwizard.core.models import CONTROL_CHARACTERS, StrictModel, Title
 from chatwizard.core.security import hash_secret
 from chatwizard.core.services import ServicesDep
 from chatwizard.policy import CurrentUser
 
 router = APIRouter(tags=["calendar"])
+log = structlog.get_logger(__name__)
 FEED_TOKEN_BYTES = 32
+SCHEDULE_WINDOW = timedelta(days=3653)  # sessions start at most ten years before or after now
 FeedToken = Annotated[str, Path(min_length=20, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
@@ -29,7 +32,7 @@ class SessionCreate(StrictModel):
     path_id: UUID | None = None
     starts_at: datetime = Field(description="ISO 8601 with a time zone")
     duration_min: int = Field(ge=5, le=480)
-    title: str | None = Field(None, min_length=1, max_length=200)
+    title: Title | None = Field(None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _one_target(self) -> SessionCreate:
@@ -37,6 +40,10 @@ class SessionCreate(StrictModel):
             raise ValueError("give exactly one of video_id or path_id")
         if self.starts_at.tzinfo is None:
             raise ValueError("starts_at needs a time zone, e.g. 2026-12-01T18:00:00Z")
+        now = datetime.now(UTC)
+        if not now - SCHEDULE_WINDOW <= self.starts_at <= now + SCHEDULE_WINDOW:
+            raise ValueError(f"starts_at must be within ten years of today ({now - SCHEDULE_WINDOW:%Y-%m-%d} "
+                             f"to {now + SCHEDULE_WINDOW:%Y-%m-%d})")
         return self
 
 
@@ -109,12 +116,19 @@ def to_ics(sessions: list[dict[str, Any]]) -> bytes:
     calendar.add("x-wr-calname", "Chat Wizard learning sessions")
     stamp = datetime.now(UTC)
     for session in sessions:
+        try:
+            end = session["starts_at"] + timedelta(minutes=session["duration_min"])
+        except OverflowError:  # stored before dates were bounded: leave it out, keep the feed working
+            log.warning("calendar_session_out_of_range", session=str(session["id"]))
+            continue
         event = Event()
         event.add("uid", f"{session['id']}@chatwizard")
         event.add("dtstamp", stamp)
         event.add("dtstart", session["starts_at"])
-        event.add("dtend", session["starts_at"] + timedelta(minutes=session["duration_min"]))
-        event.add("summary", session["title"])
+        event.add("dtend", end)
+        # Titles may come from the catalogue or from before titles were checked: text in iCalendar may
+        # hold no control characters (RFC 5545, 3.3.11), so they become spaces.
+        event.add("summary", CONTROL_CHARACTERS.sub(" ", session["title"]))
         if session["video_id"]:
             event.add("url", f"https://www.youtube.com/watch?v={session['video_id']}")
         calendar.add_component(event)

@@ -7,11 +7,12 @@ OpenAI-compatible server can be pointed at without learning ours.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chatwizard.core.crypto import parse_ring
 
@@ -20,6 +21,8 @@ APP_PORT = 8000
 METRICS_PORT = 9000
 # The app's own database login (migration 0005; `chatwizard migrate` creates it); the estates import it.
 APP_DB_LOGIN = "chatwizard_api"
+# The shortest audit retention; migration 0006's audit_purge refuses anything shorter on its own.
+AUDIT_MIN_RETENTION_DAYS = 30
 
 
 class Settings(BaseSettings):
@@ -32,6 +35,10 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes")
     max_requests: int = Field(0, ge=0, description="gunicorn worker recycling; 0 = off (a safety net only)")
     log_level: str = "INFO"
+    # Proxies whose X-Forwarded-For/-Proto the server believes; from anyone else the headers are ignored,
+    # so the audit trail and per-address limits see the real peer. None by default (the local estate).
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        [], description="comma-separated addresses or CIDRs of trusted reverse proxies")
 
     # Postgres: writes go to the primary, reads to the replica when it is healthy.
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/chatwizard")
@@ -71,7 +78,8 @@ class Settings(BaseSettings):
     key_rotation_overlap_s: int = Field(24 * 3600, ge=0, description="old key's life after a rotation")
     # Retention (`chatwizard retention`, a daily CronJob): what is older goes; docs/privacy.md.
     retention_chat_days: int = Field(365, ge=1, description="keep questions and answers this long")
-    retention_audit_days: int = Field(400, ge=30, description="keep audit trail rows this long")
+    retention_audit_days: int = Field(400, ge=AUDIT_MIN_RETENTION_DAYS,
+                                      description="keep audit trail rows this long")
 
     cors_origins: list[str] = Field([], description="browser origins allowed to call the API")
 
@@ -123,6 +131,18 @@ class Settings(BaseSettings):
     sentry_dsn: SecretStr | None = None
     metrics_multiproc_dir: str | None = None
     memory_limit_bytes: int = Field(2 * 1024**3, description="memory budget when no cgroup limit applies")
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _proxies(cls, value: str | list[str]) -> list[str]:
+        items = [i.strip() for i in value.split(",")] if isinstance(value, str) else value
+        for item in filter(None, items):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"CHATWIZARD_FORWARDED_ALLOW_IPS: {item!r} is not an IP address or CIDR "
+                                 "(list the proxies; '*' is not accepted)") from None
+        return [i for i in items if i]
 
     @field_validator("field_keys")
     @classmethod

@@ -82,10 +82,15 @@ def bandit() -> tuple[dict[str, int], list[str]]:
     return counts, notable
 
 
+ABSENT_HEADERS = ("server",)  # names the server software: a scanner's first hint
+
+
 def headers(base_url: str, key: str) -> list[tuple[str, str, bool]]:
     response = httpx.get(f"{base_url}/v1/me", headers={"Authorization": f"Bearer {key}"}, trust_env=False)
-    return [(name, response.headers.get(name, "(missing)"), expected in response.headers.get(name, ""))
-            for name, expected in REQUIRED_HEADERS.items()]
+    present = [(name, response.headers.get(name, "(missing)"), expected in response.headers.get(name, ""))
+               for name, expected in REQUIRED_HEADERS.items()]
+    return present + [(name, response.headers.get(name, "(absent)"), name not in response.headers)
+                      for name in ABSENT_HEADERS]
 
 
 def sqlmap(base_url: str, key: str, target: Target, work: Path) -> Finding:
@@ -132,7 +137,7 @@ def report(base_url: str, counts: dict[str, int], notable: list[str],
         "",
         *[f"- {n}" for n in notable],
         "",
-        "## Response headers (`GET /v1/me`, authenticated)",
+        "## Response headers (`GET /v1/me`, authenticated; `server` must be absent)",
         "",
         "| header | value | as required |",
         "|---|---|---|",

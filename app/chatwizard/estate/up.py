@@ -48,6 +48,8 @@ def app_environment(ports: EstatePorts, primary_dsn: str, replica_dsn: str, redi
         "CHATWIZARD_REPLICA_URL": replica_dsn,
         "CHATWIZARD_REDIS_URL": redis_url,
         "CHATWIZARD_METRICS_MULTIPROC_DIR": str(state_dir / "metrics"),
+        # No proxy in front of the laptop's app: a client's X-Forwarded-For is never believed.
+        "CHATWIZARD_FORWARDED_ALLOW_IPS": "",
     }
 
 

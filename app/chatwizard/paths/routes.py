@@ -9,7 +9,7 @@ import asyncpg
 from fastapi import APIRouter, HTTPException, status
 from pydantic import Field, field_validator
 
-from chatwizard.core.models import StrictModel
+from chatwizard.core.models import StrictModel, Title
 from chatwizard.core.services import ServicesDep
 from chatwizard.paths import queries
 from chatwizard.policy import CurrentUser
@@ -28,7 +28,7 @@ def distinct_ids(ids: VideoIds) -> VideoIds:
 
 
 class PathCreate(StrictModel):
-    title: str = Field(min_length=1, max_length=200)
+    title: Title = Field(min_length=1, max_length=200)
     video_ids: VideoIds = Field(min_length=1, max_length=100)
     _distinct = field_validator("video_ids")(distinct_ids)
 

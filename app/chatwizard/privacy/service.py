@@ -42,7 +42,8 @@ EXPORT_QUERIES = {
                       "WHERE user_id = $1",
     "calendar_sessions": "SELECT id, video_id, path_id, title, starts_at, duration_min, created_at "
                          "FROM calendar_sessions WHERE user_id = $1 ORDER BY starts_at",
-    "security_events": "SELECT at, action, outcome, host(source) AS source, target, detail FROM audit_events "
+    "security_events": "SELECT at, last_at, occurrences, action, outcome, host(source) AS source, target, "
+                       "detail FROM audit_events "
                        "WHERE actor_user = $1 ORDER BY at, id",
 }
 
