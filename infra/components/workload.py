@@ -7,9 +7,10 @@ audit trail append-only) through PgBouncer; only migrations use the schema owner
 
 Migrations run once per release, in the migrate Job, straight to the primary: `chatwizard migrate` holds a
 session-level advisory lock, which PgBouncer in transaction mode would not keep for it. The Job is applied
-first and awaited (Pulumi waits for a Job to complete); everything else, the Deployment included, waits
-for it. A new image or migration secret changes its pod template, so `pulumi up` replaces the Job and
-migrations run again."""
+first and awaited (Pulumi's Job resource registers success only once the Job is Complete, and fails on
+Failed, within 10 minutes: https://www.pulumi.com/registry/packages/kubernetes/api-docs/batch/v1/job/);
+everything else, the Deployment included, waits for it. A new image or migration secret changes its pod
+template, so `pulumi up` replaces the Job and migrations run again."""
 
 from __future__ import annotations
 
