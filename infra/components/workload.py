@@ -267,7 +267,7 @@ class Workload(pulumi.ComponentResource):
 
 
 def _set_image(manifest: dict[str, Any], image: str) -> None:
-    for container in _containers(manifest):
+    for container in pod_containers(manifest):
         if container["image"].split("@")[0].split(":")[0].endswith(f"/{APP_IMAGE}"):
             container["image"] = image
 
@@ -279,7 +279,7 @@ def _migrate_spec(manifest: dict[str, Any], secrets_digest: str, image: str) -> 
     return manifest["spec"]
 
 
-def _containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def pod_containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     spec = manifest.get("spec", {})
     spec = spec.get("jobTemplate", {}).get("spec", spec)  # a CronJob's pod template is one level down
     pod = spec.get("template", {}).get("spec", {})

@@ -160,7 +160,7 @@ def test_egress_to_the_data_stores_covers_their_subnets_and_stays_in_the_vpc(sta
 
 def existing_namespaces(stack: Stack) -> set[str]:
     made = {n["inputs"]["metadata"]["name"] for n in stack.of_type("kubernetes:core/v1:Namespace")}
-    return made | {r["inputs"]["namespace"] for r in stack.of_type(RELEASE)} | {"kube-system"}
+    return made | {r["inputs"]["namespace"] for r in stack.of_type(RELEASE)} | {facts().namespaces["system"]}
 
 
 def test_policies_admit_only_namespaces_that_exist_and_the_ingress_controller_is_in_one(stack: Stack):

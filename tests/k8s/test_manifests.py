@@ -155,13 +155,9 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():
 
 def test_third_party_images_are_pinned_by_digest(manifests):
     """A tag can be moved or deleted upstream (Bitnami's were); a digest names the bytes we tested."""
-    images = {c["image"] for m in manifests.values() for c in _pod_containers(m)}
+    from infra.components.workload import pod_containers
+
+    images = {c["image"] for m in manifests.values() for c in pod_containers(m)}
     app = {i for i in images if i.split("@")[0].split(":")[0].endswith("/chatwizard")}
     assert app and all("@sha256:" in image for image in images - app), images - app
 
-
-def _pod_containers(manifest: dict) -> list[dict]:
-    spec = manifest.get("spec", {})
-    spec = spec.get("jobTemplate", {}).get("spec", spec)
-    pod = spec.get("template", {}).get("spec", {})
-    return [*pod.get("initContainers", []), *pod.get("containers", [])]
