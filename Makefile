@@ -21,12 +21,13 @@ lint: deps
 
 deps: $(STAMP) apt
 
-$(STAMP): pyproject.toml constraints.txt constraints-checkov.txt
+$(STAMP): pyproject.toml setup.py constraints.txt constraints-checkov.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[local,estate,infra,dev]'
+	# The development build: the local estate and the load-test tools too (setup.py; the image has neither).
+	CHATWIZARD_BUILD=development $(BIN)/pip install -q -c constraints.txt -e '.[local,estate,infra,dev]'
 	# checkov pins its own dependencies (some clash with the app's): a venv of its own.
 	$(PY) -m venv $(VENV)/tools
 	$(VENV)/tools/bin/pip install -q -c constraints-checkov.txt checkov

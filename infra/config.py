@@ -15,6 +15,9 @@ from pulumi.runtime import config as runtime_config
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from infra.facts import Environment
+from infra.facts import load as load_facts
+
 NAMESPACE = "chatwizard"
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -30,17 +33,14 @@ class StackConfig(BaseModel):
     environment: Literal["staging", "production"]
     # Edge (Cloudflare)
     domain: str = Field(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
-    api_hostname: str = Field(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
-    dashboard_hostname: str = Field(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
     cloudflare_zone_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    edge_rate_limit_per_minute: PositiveInt
-    # Network
-    vpc_cidr: IPv4Network
+    # Network (the VPC range and hostnames are facts of the environment: infra/facts.yaml)
     availability_zones: list[str] = Field(min_length=3, max_length=3)
     nat_gateway_per_zone: bool
     # Cluster
     cluster_version: str = Field(pattern=r"^1\.\d+$")
     cluster_public_access_cidrs: list[IPv4Network] = []
+    cluster_admin_role_arns: list[Annotated[str, Field(pattern=r"^arn:aws:iam::\d{12}:role/.+$")]] = []
     node_instance_types: list[str] = Field(min_length=1)
     node_min_size: PositiveInt
     node_desired_size: PositiveInt
@@ -79,6 +79,7 @@ class StackConfig(BaseModel):
     pagerduty_routing_key: SecretStr
     smtp_password: SecretStr
     grafana_admin_password: SecretStr = Field(min_length=16)
+    probe_api_key: SecretStr | None = None  # the authenticated uptime probe's key, once made (README)
 
     @model_validator(mode="after")
     def _consistent_sizes(self) -> StackConfig:
@@ -87,6 +88,11 @@ class StackConfig(BaseModel):
         if self.db_max_allocated_storage_gb < self.db_allocated_storage_gb:
             raise ValueError("dbMaxAllocatedStorageGb must be at least dbAllocatedStorageGb")
         return self
+
+    @property
+    def facts(self) -> Environment:
+        """This environment's shared facts: VPC range, hostnames, edge rate limit."""
+        return load_facts().environments[self.environment]
 
     @property
     def production(self) -> bool:

@@ -1,5 +1,8 @@
-"""Ports of the managed data stores, in one place for security groups, endpoints and URLs."""
+"""Ports of the managed data stores and PgBouncer, from infra/facts.yaml (the overlays' NetworkPolicies
+are generated from the same file)."""
 
-POSTGRES_PORT = 5432
-REDIS_PORT = 6379
-PGBOUNCER_PORT = 6432  # k8s/base/pgbouncer.yaml listens here
+from infra.facts import load
+
+POSTGRES_PORT = load().ports["postgres"]
+REDIS_PORT = load().ports["redis"]
+PGBOUNCER_PORT = load().ports["pgbouncer"]  # k8s/base/pgbouncer.yaml listens here

@@ -3,35 +3,39 @@
 from __future__ import annotations
 
 import pulumi
-import pulumi_cloudflare as cloudflare
 import pulumi_kubernetes as k8s
 
 from infra.components.backups import Backups, BackupsArgs
 from infra.components.cache import Cache, CacheArgs
 from infra.components.cluster import Cluster, ClusterArgs
-from infra.components.database import Database, DatabaseArgs
+from infra.components.database import Database, DatabaseArgs, ca_bundle
 from infra.components.edge import Edge, EdgeArgs
 from infra.components.logging import Logging, LoggingArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.notifications import Notifications, NotificationsArgs
-from infra.components.workload import Workload, WorkloadArgs
+from infra.components.workload import APP_LOGIN, Workload, WorkloadArgs
 from infra.config import StackConfig
+from infra.facts import load as load_facts
 
-INGRESS_SERVICE = "kube-system/ingress-nginx-controller"  # created by the cluster's ingress-nginx add-on
+# Created by the cluster's ingress-nginx add-on, in the namespace the NetworkPolicies admit.
+INGRESS_SERVICE = f"{load_facts().namespaces['ingress']}/ingress-nginx-controller"
 
 
 def build(config: StackConfig) -> None:
     name = f"chatwizard-{config.environment}"
     tags = config.tags
-    cloudflare_ranges = cloudflare.get_ip_ranges_output()
+    facts = load_facts()
+    region = pulumi.Config("aws").require("region")
+    rds_ca_bundle = ca_bundle(region)
     network = Network(
         name,
         NetworkArgs(
-            cidr=config.vpc_cidr,
+            environment=config.facts,
             zones=config.availability_zones,
             nat_gateway_per_zone=config.nat_gateway_per_zone,
-            edge_cidrs=cloudflare_ranges.ipv4_cidrs,
+            edge_ipv4_cidrs=facts.cloudflare_ipv4,
+            edge_ipv6_cidrs=facts.cloudflare_ipv6,
             tags=tags,
         ),
     )
@@ -46,9 +50,12 @@ def build(config: StackConfig) -> None:
         ClusterArgs(
             version=config.cluster_version,
             subnet_ids=network.private_subnet_ids,
-            node_security_group_id=network.node_security_group.id,
+            vpc_id=network.vpc.id,
+            region=region,
+            api_security_group_id=network.api_security_group.id,
             edge_security_group_id=network.edge_security_group.id,
             public_access_cidrs=config.cluster_public_access_cidrs,
+            admin_role_arns=config.cluster_admin_role_arns,
             instance_types=config.node_instance_types,
             min_size=config.node_min_size,
             desired_size=config.node_desired_size,
@@ -56,6 +63,7 @@ def build(config: StackConfig) -> None:
             tags=tags,
         ),
     )
+    network.admit("cluster", cluster.node_security_group_id)  # nodes and pods reach Postgres and Redis
     database = Database(
         name,
         DatabaseArgs(
@@ -98,16 +106,40 @@ def build(config: StackConfig) -> None:
     ingress = k8s.core.v1.Service.get(
         f"{name}-ingress",
         INGRESS_SERVICE,
-        opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[cluster]),
+        opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[cluster.ingress_release]),
     )
+    owns_zone = facts.cloudflare_zone_owner == config.environment
     edge = Edge(
         name,
         EdgeArgs(
             zone_id=config.cloudflare_zone_id,
-            hostname=config.api_hostname,
-            dashboard_hostname=config.dashboard_hostname,
+            environment=config.facts,
             origin_hostname=ingress.status.load_balancer.ingress[0].hostname,
-            rate_limit_per_minute=config.edge_rate_limit_per_minute,
+            zone_environments=list(facts.environments.values()) if owns_zone else None,
+        ),
+    )
+    monitoring = Monitoring(
+        name,
+        MonitoringArgs(
+            provider=cluster.provider,
+            dashboard_hostname=config.facts.dashboard_hostname,
+            api_url=edge.url,
+            probe_api_key=config.secret("probe_api_key") if config.probe_api_key else None,
+            grafana_admin_password=config.secret("grafana_admin_password"),
+            receiver_secrets={
+                "smtp-password": config.secret("smtp_password"),
+                "slack-webhook-url": config.secret("slack_webhook_url"),
+                "pagerduty-routing-key": config.secret("pagerduty_routing_key"),
+            },
+            tls_certificate=edge.origin_certificate_pem,
+            tls_key=edge.origin_private_key_pem,
+            postgres_host=database.primary_endpoint,
+            postgres_login=APP_LOGIN,
+            postgres_password=config.secret("app_db_password"),
+            redis_address=pulumi.Output.format("rediss://{0}:{1}", cache.endpoint, facts.ports["redis"]),
+            redis_password=config.secret("redis_auth_token"),
+            rds_ca_bundle=rds_ca_bundle,
+            depends_on=[cluster.ingress_release, cluster.storage_class],
         ),
     )
     Workload(
@@ -125,22 +157,11 @@ def build(config: StackConfig) -> None:
             app_secrets=config.app_secrets(),
             tls_certificate=edge.origin_certificate_pem,
             tls_key=edge.origin_private_key_pem,
-        ),
-    )
-    monitoring = Monitoring(
-        name,
-        MonitoringArgs(
-            provider=cluster.provider,
-            dashboard_hostname=config.dashboard_hostname,
-            health_url=f"{edge.url}/healthz",
-            grafana_admin_password=config.secret("grafana_admin_password"),
-            receiver_secrets={
-                "smtp-password": config.secret("smtp_password"),
-                "slack-webhook-url": config.secret("slack_webhook_url"),
-                "pagerduty-routing-key": config.secret("pagerduty_routing_key"),
-            },
-            tls_certificate=edge.origin_certificate_pem,
-            tls_key=edge.origin_private_key_pem,
+            rds_ca_bundle=rds_ca_bundle,
+            # The CRDs of the ServiceMonitor and PrometheusRule, the HPA's metric, the Ingress's admission.
+            depends_on=[
+                monitoring.release, monitoring.releases["prometheus-adapter"], cluster.ingress_release
+            ],
         ),
     )
 

@@ -1,10 +1,12 @@
-"""Which metric names exist: the app's registry plus the exporters' metrics we rely on."""
+"""Which metric names exist, per environment: the app's registry plus the metrics of the exporters that
+environment scrapes (monitoring/exporters.yaml)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import yaml
 from prometheus_client import REGISTRY
 
 import chatwizard.core.metrics  # noqa: F401  (registers the app's metrics)
@@ -17,12 +19,21 @@ PROMQL_WORDS = {"sum", "rate", "min", "max", "by", "le", "and", "or", "offset", 
                 "increase", "avg", "count", "without", "avg_over_time", "sum_over_time", "on", "ignoring"}
 
 
-def known_metrics() -> set[str]:
+EXPORTERS = Path(__file__).parent / "exporters.yaml"
+ENVIRONMENTS = ("local", "staging", "production")
+
+
+def scraped_by(environment: str) -> list[str]:
+    """The exporters an environment runs and scrapes."""
+    return yaml.safe_load(EXPORTERS.read_text())["environments"][environment]
+
+
+def known_metrics(environment: str) -> set[str]:
     names = set(MASTER_METRICS)
     for family in REGISTRY.collect():
         names |= {family.name + s for s in SUFFIXES.get(family.type, ("",))}
-    exporters = (Path(__file__).parent / "exporter_metrics.txt").read_text().splitlines()
-    return names | {line for line in exporters if line and not line.startswith("#")}
+    exporters = yaml.safe_load(EXPORTERS.read_text())["exporters"]
+    return names | {metric for exporter in scraped_by(environment) for metric in exporters[exporter]}
 
 
 def metrics_doc() -> str:

@@ -17,7 +17,6 @@ import typer
 from chatwizard.core.logs import configure_logging
 from chatwizard.core.services import Services
 from chatwizard.core.settings import get_settings
-from chatwizard.estate.ports import EstatePorts
 from chatwizard.videos.sample import SAMPLE_DIR
 
 app = typer.Typer(help="Chat Wizard: the service, its local estate and operator commands.",
@@ -27,6 +26,34 @@ catalogue_app = typer.Typer(help="The video catalogue.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(catalogue_app, name="catalogue")
 T = TypeVar("T")
+ESTATE_COMMANDS = ("up", "security-audit")
+
+
+def development_only(cli: typer.Typer) -> None:
+    """Stand-ins for the local estate's commands where it is not installed (the production image)."""
+    for name in ESTATE_COMMANDS:
+        loose = {"ignore_unknown_options": True, "allow_extra_args": True}  # any arguments: same answer
+        cli.command(name, help="(development only: not in this installation)", context_settings=loose)(
+            _refusal(name)
+        )
+
+
+def _refusal(name: str) -> Callable[[], None]:
+    def unavailable() -> None:
+        typer.echo(f"chatwizard {name} is a development command: this installation ships without the local "
+                   "estate. Run it from a repository checkout (`make deps`).", err=True)
+        raise typer.Exit(2)
+
+    return unavailable
+
+
+try:
+    from chatwizard.estate.commands import register as register_estate
+except ModuleNotFoundError as missing:  # the production wheel leaves chatwizard.estate out (setup.py)
+    if missing.name != "chatwizard.estate":
+        raise
+    register_estate = development_only
+register_estate(app)
 
 
 def with_services(work: Callable[[Services], Awaitable[T]]) -> T:
@@ -38,28 +65,6 @@ def with_services(work: Callable[[Services], Awaitable[T]]) -> T:
             await services.stop()
 
     return asyncio.run(main())
-
-
-@app.command()
-def up(
-    state_dir: Annotated[Path, typer.Option(envvar="CHATWIZARD_STATE_DIR", help="where data persists")]
-    = Path(".estate"),
-    app_port: int = EstatePorts.app, metrics_port: int = EstatePorts.metrics,
-    postgres_port: int = EstatePorts.primary, replica_port: int = EstatePorts.replica,
-    redis_port: int = EstatePorts.redis, prometheus_port: int = EstatePorts.prometheus,
-    alertmanager_port: int = EstatePorts.alertmanager,
-    postgres_exporter_port: int = EstatePorts.postgres_exporter,
-    redis_exporter_port: int = EstatePorts.redis_exporter,
-    blackbox_exporter_port: int = EstatePorts.blackbox_exporter,
-    log_store_port: int = EstatePorts.log_store,
-) -> None:
-    """Start the whole local estate (Postgres primary + replica, Redis, app, monitoring, log store); Ctrl-C
-    stops it."""
-    from chatwizard.estate.up import run_estate
-
-    run_estate(state_dir.resolve(), EstatePorts(
-        app_port, metrics_port, postgres_port, replica_port, redis_port, prometheus_port, alertmanager_port,
-        postgres_exporter_port, redis_exporter_port, blackbox_exporter_port, log_store_port))
 
 
 @app.command()
@@ -260,22 +265,6 @@ def keys_revoke(key_id: UUID) -> None:
         typer.echo("no such active key", err=True)
         raise typer.Exit(1)
     typer.echo("revoked")
-
-
-@app.command("security-audit")
-def security_audit(
-    key: Annotated[str, typer.Option(envvar="CHATWIZARD_AUDIT_KEY", help="an API key of the estate")],
-    base_url: Annotated[str, typer.Option(help="the running estate (loopback only)")] =
-    f"http://127.0.0.1:{EstatePorts.app}",
-    out: Annotated[Path, typer.Option(help="where to write the findings")] = Path("docs/security/audit.md"),
-) -> None:
-    """Bandit, live security headers and bounded sqlmap runs against a running estate; findings to a file."""
-    from chatwizard.estate.security_audit import run_audit
-
-    clean = run_audit(base_url.rstrip("/"), key, out)
-    typer.echo(f"wrote {out}: {'nothing to fix' if clean else 'FINDINGS to fix'}")
-    if not clean:
-        raise typer.Exit(1)
 
 
 @app.command()

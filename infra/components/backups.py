@@ -1,5 +1,7 @@
-"""An S3 bucket for database dumps and WAL archives: versioned, KMS-encrypted, never public, expiring
-old versions by lifecycle rules, and optionally under object lock (compliance mode) against deletion."""
+"""An S3 bucket for the logical dumps an operator takes (runbooks/operations-manual.md): versioned,
+KMS-encrypted, never public, expiring old versions by lifecycle rules, and optionally under object lock
+(compliance mode) against deletion. Nothing writes to it on a schedule: the database's own backups are
+RDS automated backups with point-in-time recovery (components/database.py)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,19 @@
 """RDS PostgreSQL with pgvector: KMS-encrypted, TLS enforced (`rds.force_ssl`), Performance Insights,
 point-in-time recovery, storage autoscaling, and encrypted read replicas with a replica-lag alarm.
-The app reaches it through PgBouncer (k8s/base/pgbouncer.yaml); pgvector is enabled by the app's
-first migration (`CREATE EXTENSION vector`), which RDS PostgreSQL 15.2+ allows."""
+The app reaches it through PgBouncer (k8s/base/pgbouncer.yaml), migrations directly; both verify the
+server against the region's RDS certificate bundle (`ca_bundle`), which no system trust store carries.
+pgvector is enabled by the app's first migration (`CREATE EXTENSION vector`), which RDS PostgreSQL 15.2+
+allows."""
 
 from __future__ import annotations
 
 import json
+import urllib.request
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+from cryptography import x509
 
 from infra.ports import POSTGRES_PORT
 
@@ -17,6 +21,19 @@ TYPE = "chatwizard:infra:Database"
 REPLICA_LAG_ALARM_S = 30  # the app itself stops reading from a replica past CHATWIZARD_REPLICA_MAX_LAG_S
 
 OWNER_LOGIN = "chatwizard"  # the RDS master user: owns the schema; only migrations log in as it
+# The certificate authorities RDS signs its server certificates with, per region:
+# https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.SSL.html
+CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/{region}/{region}-bundle.pem"
+CA_BUNDLE_FILE = "rds-ca-bundle.pem"  # the key of the `rds-ca` ConfigMaps that PgBouncer and migrations mount
+
+
+def ca_bundle(region: str) -> str:
+    """The region's RDS CA bundle, fetched when the program runs and checked to be certificates."""
+    with urllib.request.urlopen(CA_BUNDLE_URL.format(region=region), timeout=30) as response:  # noqa: S310
+        text = response.read().decode()
+    if not x509.load_pem_x509_certificates(text.encode()):
+        raise pulumi.RunError(f"{CA_BUNDLE_URL.format(region=region)} holds no certificate")
+    return text
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,13 @@
 """Cloudflare in front of the API: proxied DNS, TLS full (strict) to an Origin CA certificate, TLS 1.2+,
 HTTPS only with HSTS, HTTP/2 and HTTP/3, the Cloudflare managed and OWASP WAF rulesets, a per-address
 rate limit in front of /v1, and cache rules: static assets and thumbnails long at the edge, the
-authenticated API never."""
+authenticated API never.
+
+Every environment shares one zone, and Cloudflare keeps one entry-point ruleset per phase per zone
+(https://developers.cloudflare.com/ruleset-engine/about/phases/): were each stack to declare its own, the
+last `up` would replace the other's WAF, rate-limit and cache rules. So the zone's settings and rulesets
+belong to one stack (`cloudflare.zone_owner` in infra/facts.yaml), with rules for every environment's
+hostname; each stack owns only its own DNS records and origin certificate."""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_cloudflare as cloudflare
 import pulumi_tls as tls
+
+from infra.facts import Environment
 
 TYPE = "chatwizard:infra:Edge"
 
@@ -42,10 +50,9 @@ ZONE_SETTINGS = {
 @dataclass(frozen=True)
 class EdgeArgs:
     zone_id: str
-    hostname: str
-    dashboard_hostname: str  # Grafana, behind the same edge
+    environment: Environment  # this stack's hostnames
     origin_hostname: pulumi.Input[str]  # the cluster's load balancer
-    rate_limit_per_minute: int
+    zone_environments: list[Environment] | None  # set on the zone's owner: the rules cover all of them
 
 
 class Edge(pulumi.ComponentResource):
@@ -53,11 +60,12 @@ class Edge(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         zone = args.zone_id
-        for record, hostname in ((name, args.hostname), (f"{name}-dashboards", args.dashboard_hostname)):
+        hostname, dashboard_hostname = args.environment.api_hostname, args.environment.dashboard_hostname
+        for record, host in ((name, hostname), (f"{name}-dashboards", dashboard_hostname)):
             cloudflare.DnsRecord(
                 record,
                 zone_id=zone,
-                name=hostname,
+                name=host,
                 type="CNAME",
                 content=args.origin_hostname,
                 proxied=True,
@@ -65,6 +73,16 @@ class Edge(pulumi.ComponentResource):
                 comment="Chat Wizard, via Cloudflare",
                 opts=child,
             )
+        self._origin_certificate(name, [hostname, dashboard_hostname])
+        if args.zone_environments:
+            self._zone(name, zone, args.zone_environments)
+        self.url = f"https://{hostname}"
+        self.dashboard_url = f"https://{dashboard_hostname}"
+        self.register_outputs({"url": self.url, "dashboard_url": self.dashboard_url})
+
+    def _zone(self, name: str, zone: str, environments: list[Environment]) -> None:
+        """The zone-wide settings and phase entry points, for every environment's API hostname."""
+        child = pulumi.ResourceOptions(parent=self)
         for setting, value in ZONE_SETTINGS.items():
             cloudflare.ZoneSetting(
                 f"{name}-{setting.replace('_', '-')}",
@@ -73,8 +91,7 @@ class Edge(pulumi.ComponentResource):
                 value=value,
                 opts=child,
             )
-        self._origin_certificate(name, [args.hostname, args.dashboard_hostname])
-        api = f'http.host eq "{args.hostname}"'
+        api = "http.host in {" + " ".join(f'"{e.api_hostname}"' for e in environments) + "}"
         cloudflare.Ruleset(
             f"{name}-waf",
             zone_id=zone,
@@ -105,15 +122,17 @@ class Edge(pulumi.ComponentResource):
             rules=[
                 {
                     "action": "block",
-                    "description": "per address, before the app's own limits",
-                    "expression": f'{api} and starts_with(http.request.uri.path, "/v1/")',
+                    "description": f"{environment.name}: per address, before the app's own limits",
+                    "expression": f'http.host eq "{environment.api_hostname}" and '
+                    'starts_with(http.request.uri.path, "/v1/")',
                     "ratelimit": {
                         "characteristics": ["cf.colo.id", "ip.src"],
                         "period": 60,
-                        "requests_per_period": args.rate_limit_per_minute,
+                        "requests_per_period": environment.edge_rate_limit_per_minute,
                         "mitigation_timeout": 60,
                     },
                 }
+                for environment in environments
             ],
         )
         cloudflare.Ruleset(
@@ -145,10 +164,6 @@ class Edge(pulumi.ComponentResource):
                 },
             ],
         )
-        self.url = f"https://{args.hostname}"
-        self.dashboard_url = f"https://{args.dashboard_hostname}"
-        self.register_outputs({"url": self.url, "dashboard_url": self.dashboard_url})
-
     def _origin_certificate(self, name: str, hostnames: list[str]) -> None:
         """The origin's certificate for full (strict) TLS, signed by Cloudflare's Origin CA."""
         child = pulumi.ResourceOptions(parent=self)

@@ -1,8 +1,10 @@
 """The cluster's monitoring, fed from monitoring/ so it exists once: kube-prometheus-stack (Prometheus,
 Alertmanager with monitoring/alertmanager/alertmanager.yml and its receivers' secrets, Grafana with the
-generated dashboards), and a blackbox exporter probing the public health endpoint for the uptime SLO.
-The app's PrometheusRule and ServiceMonitor come with its manifests (k8s/base), generated from
-monitoring/ too."""
+generated dashboards, loaded by its sidecar from labelled ConfigMaps), prometheus-adapter (the HPA's
+per-pod in-flight metric), the Postgres and Redis exporters (`pg_up`, `redis_up`: the rules' and panels'
+data-store branches), and a blackbox exporter probing the public health endpoint and, with a probe key,
+the authenticated `/v1/me` as the local estate does. The app's PrometheusRule and ServiceMonitor come
+with its manifests (k8s/base), generated from monitoring/ too, and need this component's CRDs first."""
 
 from __future__ import annotations
 
@@ -13,28 +15,48 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from infra.components.cluster import STORAGE_CLASS
+from infra.components.database import CA_BUNDLE_FILE
+from infra.facts import load as facts
+
 TYPE = "chatwizard:infra:Monitoring"
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
-NAMESPACE = "monitoring"
-CHART = ("https://prometheus-community.github.io/helm-charts", "kube-prometheus-stack", "72.6.2")
-BLACKBOX_CHART = (
-    "https://prometheus-community.github.io/helm-charts",
-    "prometheus-blackbox-exporter",
-    "9.7.0",
-)
+NAMESPACE = facts().namespaces["monitoring"]
+COMMUNITY = "https://prometheus-community.github.io/helm-charts"
+CHART = (COMMUNITY, "kube-prometheus-stack", "72.6.2")
+CHARTS = {  # release -> (chart, version), all from the prometheus-community repository
+    "prometheus-adapter": ("prometheus-adapter", "4.14.1"),
+    "postgres-exporter": ("prometheus-postgres-exporter", "6.10.2"),
+    "redis-exporter": ("prometheus-redis-exporter", "6.10.1"),
+    "blackbox-exporter": ("prometheus-blackbox-exporter", "9.7.0"),
+}
 RECEIVER_SECRET = "alertmanager-secrets"  # noqa: S105 - a Secret object's name, the directory alertmanager.yml reads
+EXPORTER_SECRET = "datastore-exporters"  # noqa: S105 - a Secret object's name
+PROBE_SECRET = "blackbox-probe-key"  # noqa: S105 - a Secret object's name
+PROBE_KEY_FILE = "/etc/blackbox/probe/api-key"
+EXPORTER_CA_DIR = "/etc/rds-ca"
 PROBE_INTERVAL = "15s"
+PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{NAMESPACE}.svc"
+IN_FLIGHT = "chatwizard_http_requests_in_flight"  # the HPA's per-pod metric (k8s/base/hpa.yaml)
 
 
 @dataclass(frozen=True)
 class MonitoringArgs:
     provider: k8s.Provider
     dashboard_hostname: str
-    health_url: str
+    api_url: str
+    probe_api_key: pulumi.Output[str] | None  # a service key for the authenticated probe; None: not yet made
     receiver_secrets: dict[str, pulumi.Output[str]]  # file name -> value
     grafana_admin_password: pulumi.Output[str]
     tls_certificate: pulumi.Output[str]  # the edge's origin certificate, valid for the dashboard host too
     tls_key: pulumi.Output[str]
+    postgres_host: pulumi.Output[str]  # the primary, which the exporter reaches as the app's own login
+    postgres_login: str
+    postgres_password: pulumi.Output[str]
+    redis_address: pulumi.Output[str]  # rediss://host:port
+    redis_password: pulumi.Output[str]
+    rds_ca_bundle: str
+    depends_on: list[pulumi.Resource]  # the ingress controller (Grafana's Ingress), the default StorageClass
 
 
 def dashboards() -> dict[str, str]:
@@ -66,6 +88,30 @@ class Monitoring(pulumi.ComponentResource):
             opts=in_namespace,
             string_data={"tls.crt": args.tls_certificate, "tls.key": args.tls_key},
         )
+        postgres_url = pulumi.Output.format(
+            "postgresql://{0}:{1}@{2}:{3}/chatwizard?sslmode=verify-full&sslrootcert={4}/{5}",
+            args.postgres_login, args.postgres_password, args.postgres_host, facts().ports["postgres"],
+            EXPORTER_CA_DIR, CA_BUNDLE_FILE,
+        )
+        k8s.core.v1.Secret(
+            f"{name}-exporters",
+            metadata={"name": EXPORTER_SECRET, "namespace": NAMESPACE},
+            string_data={"postgres-url": postgres_url, "redis-password": args.redis_password},
+            opts=in_namespace,
+        )
+        if args.probe_api_key is not None:  # the blackbox exporter mounts only this one
+            k8s.core.v1.Secret(
+                f"{name}-probe-key",
+                metadata={"name": PROBE_SECRET, "namespace": NAMESPACE},
+                string_data={PROBE_KEY_FILE.rsplit("/", 1)[1]: args.probe_api_key},
+                opts=in_namespace,
+            )
+        k8s.core.v1.ConfigMap(
+            f"{name}-rds-ca",
+            metadata={"name": "rds-ca", "namespace": NAMESPACE},
+            data={CA_BUNDLE_FILE: args.rds_ca_bundle},
+            opts=in_namespace,
+        )
         for file_name, dashboard in dashboards().items():
             k8s.core.v1.ConfigMap(
                 f"{name}-{file_name.removesuffix('.json')}",
@@ -86,33 +132,105 @@ class Monitoring(pulumi.ComponentResource):
             version=version,
             repository_opts={"repo": repo},
             values=self._values(args),
-            opts=in_namespace,
+            opts=pulumi.ResourceOptions(parent=namespace, provider=args.provider, depends_on=args.depends_on),
         )
-        repo, chart, version = BLACKBOX_CHART
-        k8s.helm.v3.Release(
-            f"{name}-blackbox",
-            name="blackbox-exporter",
-            namespace=NAMESPACE,
-            chart=chart,
-            version=version,
-            repository_opts={"repo": repo},
-            opts=in_namespace,
+        # ServiceMonitors and Probes are the stack's custom resources: each waits for its CRDs.
+        after_crds = pulumi.ResourceOptions(
+            parent=namespace, provider=args.provider, depends_on=[self.release]
         )
-        k8s.apiextensions.CustomResource(
-            f"{name}-uptime",
+        values = self._exporter_values(args)
+        self.releases = {
+            release: k8s.helm.v3.Release(
+                f"{name}-{release}",
+                name=release,
+                namespace=NAMESPACE,
+                chart=chart,
+                version=version,
+                repository_opts={"repo": COMMUNITY},
+                values=values[release],
+                opts=after_crds,
+            )
+            for release, (chart, version) in CHARTS.items()
+        }
+        self.probes = [self._probe(name, "uptime", "http_2xx", f"{args.api_url}/healthz", args)]
+        if args.probe_api_key is not None:
+            self.probes.append(self._probe(name, "api", "http_api", f"{args.api_url}/v1/me", args))
+        self.register_outputs({})
+
+    def _probe(
+        self, name: str, suffix: str, module: str, url: str, args: MonitoringArgs
+    ) -> k8s.apiextensions.CustomResource:
+        return k8s.apiextensions.CustomResource(
+            f"{name}-{suffix}",
             api_version="monitoring.coreos.com/v1",
             kind="Probe",
-            metadata={"name": "chatwizard-uptime", "namespace": NAMESPACE},
+            metadata={"name": f"chatwizard-{suffix}", "namespace": NAMESPACE},
             spec={
                 "jobName": "blackbox",
                 "interval": PROBE_INTERVAL,
-                "module": "http_2xx",
-                "prober": {"url": "blackbox-exporter-prometheus-blackbox-exporter.monitoring.svc:9115"},
-                "targets": {"staticConfig": {"static": [args.health_url]}},
+                "module": module,
+                "prober": {"url": f"blackbox-exporter-prometheus-blackbox-exporter.{NAMESPACE}.svc:9115"},
+                "targets": {"staticConfig": {"static": [url]}},
             },
-            opts=pulumi.ResourceOptions(parent=namespace, provider=args.provider, depends_on=[self.release]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=args.provider,
+                depends_on=[self.release, self.releases["blackbox-exporter"]],
+            ),
         )
-        self.register_outputs({})
+
+    @staticmethod
+    def _exporter_values(args: MonitoringArgs) -> dict[str, dict]:
+        service_monitor = {"serviceMonitor": {"enabled": True}}
+        return {
+            "prometheus-adapter": {
+                "prometheus": {"url": PROMETHEUS_URL, "port": 9090},
+                "rules": {
+                    "default": False,
+                    "custom": [
+                        {
+                            "seriesQuery": f'{IN_FLIGHT}{{namespace!="",pod!=""}}',
+                            "resources": {"overrides": {"namespace": {"resource": "namespace"},
+                                                        "pod": {"resource": "pod"}}},
+                            "name": {"as": IN_FLIGHT},
+                            "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+                        }
+                    ],
+                },
+            },
+            "postgres-exporter": {
+                **service_monitor,
+                "config": {"datasourceSecret": {"name": EXPORTER_SECRET, "key": "postgres-url"}},
+                "extraVolumes": [{"name": "rds-ca", "configMap": {"name": "rds-ca"}}],
+                "extraVolumeMounts": [{"name": "rds-ca", "mountPath": EXPORTER_CA_DIR, "readOnly": True}],
+            },
+            "redis-exporter": {
+                **service_monitor,
+                "redisAddress": args.redis_address,
+                "auth": {"enabled": True, "secret": {"name": EXPORTER_SECRET, "key": "redis-password"}},
+            },
+            "blackbox-exporter": {
+                "config": {
+                    "modules": {
+                        "http_2xx": {
+                            "prober": "http", "timeout": "4s", "http": {"valid_status_codes": [200]}
+                        },
+                        "http_api": {
+                            "prober": "http",
+                            "timeout": "4s",
+                            "http": {
+                                "valid_status_codes": [200],
+                                "authorization": {"type": "Bearer", "credentials_file": PROBE_KEY_FILE},
+                            },
+                        },
+                    }
+                },
+                "extraSecretMounts": [
+                    {"name": "probe", "mountPath": PROBE_KEY_FILE.rsplit("/", 1)[0],
+                     "secretName": PROBE_SECRET, "readOnly": True}
+                ] if args.probe_api_key is not None else [],
+            },
+        }
 
     @staticmethod
     def _values(args: MonitoringArgs) -> dict:
@@ -130,6 +248,7 @@ class Monitoring(pulumi.ComponentResource):
                     "storageSpec": {
                         "volumeClaimTemplate": {
                             "spec": {
+                                "storageClassName": STORAGE_CLASS,  # the EBS CSI driver's (cluster.py)
                                 "accessModes": ["ReadWriteOnce"],
                                 "resources": {"requests": {"storage": "50Gi"}},
                             }

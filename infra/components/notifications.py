@@ -3,6 +3,7 @@ the budget (forecast) and at 150 % actual, the seed's "cost usage > 150 % of bud
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -18,6 +19,37 @@ class NotificationsArgs:
     tags: dict[str, str]
 
 
+# Who publishes to the alarm topic. A service publishing to a KMS-encrypted topic needs the key itself, or
+# SNS drops its messages: https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html
+PUBLISHERS = ["cloudwatch.amazonaws.com"]
+
+
+def alarm_key_policy(account_id: str) -> str:
+    """The account administers the key; the publishing services may only encrypt for this account's topic."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "AccountAdministers",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "AlarmPublishers",
+                    "Effect": "Allow",
+                    "Principal": {"Service": PUBLISHERS},
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+                },
+            ],
+        }
+    )
+
+
 class Notifications(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: NotificationsArgs, opts: pulumi.ResourceOptions | None = None
@@ -28,6 +60,7 @@ class Notifications(pulumi.ComponentResource):
             f"{name}-alarms",
             description="SNS alarm topic encryption",
             enable_key_rotation=True,
+            policy=aws.get_caller_identity_output().account_id.apply(alarm_key_policy),
             tags=args.tags,
             opts=child,
         )

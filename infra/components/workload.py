@@ -1,8 +1,16 @@
-"""The app on the cluster, deployed from k8s/overlays/<environment> (the one source of its manifests)
-with the image tag from the stack config, PgBouncer pointed at the RDS endpoints, and the secrets the
-manifests expect: `chatwizard-secrets`, `chatwizard-migrate-secrets`, `pgbouncer-userlist`, `pgbouncer-tls`,
-`chatwizard-tls`. The app and the retention CronJob log in as the app's own login (role chatwizard_app:
-no DDL, the audit trail append-only); only migrations use the schema owner, and set that login."""
+"""The app on the cluster, deployed from k8s/overlays/<environment> (the one source of its manifests; this
+is their one deploy path) with the image from the stack config, PgBouncer pointed at the RDS endpoints,
+and what the manifests expect: the Secrets `chatwizard-secrets`, `chatwizard-migrate-secrets`,
+`pgbouncer-userlist`, `pgbouncer-tls`, `chatwizard-tls`, and the ConfigMap `rds-ca` (the region's RDS CA
+bundle). The app and the retention CronJob log in as the app's own login (role chatwizard_app: no DDL, the
+audit trail append-only) through PgBouncer; only migrations use the schema owner, and set that login.
+
+Migrations run once per release, in the migrate Job, straight to the primary: `chatwizard migrate` holds a
+session-level advisory lock, which PgBouncer in transaction mode would not keep for it. The Job is applied
+first and awaited (Pulumi's Job resource registers success only once the Job is Complete, and fails on
+Failed, within 10 minutes: https://www.pulumi.com/registry/packages/kubernetes/api-docs/batch/v1/job/);
+everything else, the Deployment included, waits for it. A new image or migration secret changes its pod
+template, so `pulumi up` replaces the Job and migrations run again."""
 
 from __future__ import annotations
 
@@ -21,18 +29,21 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 import yaml
 
-from infra.components.database import OWNER_LOGIN
-from infra.ports import PGBOUNCER_PORT, REDIS_PORT
+from infra.components.database import CA_BUNDLE_FILE, OWNER_LOGIN
+from infra.facts import load as facts
+from infra.ports import PGBOUNCER_PORT, POSTGRES_PORT, REDIS_PORT
 
 TYPE = "chatwizard:infra:Workload"
 K8S = Path(__file__).resolve().parents[2] / "k8s"
-NAMESPACE = "chatwizard"
+NAMESPACE = facts().namespaces["app"]
 # Pods read env and PgBouncer its userlist only at start: a digest of that secret data on the pod template
 # makes a changed key or password roll the pods (the digest reveals nothing of a high-entropy secret).
 SECRETS_DIGEST = "checksum/secrets"
 APP_LOGIN = "chatwizard_api"  # created by `chatwizard migrate` in role chatwizard_app (app migration 0005)
 PGBOUNCER_HOST = f"pgbouncer.{NAMESPACE}.svc"
 PGBOUNCER_CA_PATH = "/etc/chatwizard/pgbouncer-ca/ca.crt"  # mounted by k8s/base from pgbouncer-tls
+RDS_CA_PATH = f"/etc/chatwizard/rds-ca/{CA_BUNDLE_FILE}"  # mounted by k8s/base/migrate-job.yaml from rds-ca
+MIGRATE_JOB = "chatwizard-migrate"
 APP_IMAGE = "chatwizard"  # the image name the manifests use; kustomize and this component replace it
 
 
@@ -50,6 +61,8 @@ class WorkloadArgs:
     app_secrets: dict[str, pulumi.Output[str]]  # environment variable -> value (OpenAI key, Sentry DSN, ...)
     tls_certificate: pulumi.Output[str]
     tls_key: pulumi.Output[str]
+    rds_ca_bundle: str
+    depends_on: list[pulumi.Resource]  # what defines the manifests' custom resources and admits the Ingress
 
 
 def render(environment: str) -> list[dict[str, Any]]:
@@ -94,14 +107,40 @@ class Workload(pulumi.ComponentResource):
         )
         in_namespace = pulumi.ResourceOptions(parent=namespace, provider=args.provider)
         secrets, read_at_start = self._secrets(name, args, in_namespace)
+        rds_ca = k8s.core.v1.ConfigMap(
+            f"{name}-rds-ca",
+            metadata={"name": "rds-ca", "namespace": NAMESPACE},
+            data={CA_BUNDLE_FILE: args.rds_ca_bundle},
+            opts=in_namespace,
+        )
+        job_manifest = next(
+            m for m in manifests if m["kind"] == "Job" and m["metadata"]["name"] == MIGRATE_JOB
+        )
+        self.migrate_job = k8s.batch.v1.Job(
+            f"{name}-migrate",
+            metadata=job_manifest["metadata"],
+            spec=digest(read_at_start[MIGRATE_JOB]).apply(
+                lambda value: _migrate_spec(job_manifest, value, args.image)
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=namespace,
+                provider=args.provider,
+                depends_on=[*secrets, rds_ca],
+                delete_before_replace=True,  # one name: the old Job goes before the new one runs
+            ),
+        )
         resolved = pulumi.Output.all(
-            pulumi.Output.all(**{deployment: digest(data) for deployment, data in read_at_start.items()}),
+            pulumi.Output.all(**{
+                deployment: digest(data)
+                for deployment, data in read_at_start.items()
+                if deployment != MIGRATE_JOB
+            }),
             args.db_primary_host, *args.db_replica_hosts,
         )
 
         def configure(objects: list[Any]) -> str:
             digests, primary, *replicas = objects
-            rest = [m for m in manifests if m["kind"] != "Namespace"]
+            rest = [m for m in manifests if m["kind"] != "Namespace" and m is not job_manifest]
             for manifest in rest:
                 kind, manifest_name = manifest["kind"], manifest["metadata"]["name"]
                 if kind == "ConfigMap" and manifest_name == "pgbouncer-config":
@@ -109,17 +148,21 @@ class Workload(pulumi.ComponentResource):
                 if kind == "Deployment" and manifest_name in digests:
                     pod_metadata = manifest["spec"]["template"]["metadata"]
                     pod_metadata.setdefault("annotations", {})[SECRETS_DIGEST] = digests[manifest_name]
-                for container in _containers(manifest):
-                    if container["image"].split(":")[0].endswith(f"/{APP_IMAGE}"):
-                        container["image"] = args.image
+                _set_image(manifest, args.image)
             return yaml.safe_dump_all(rest)
+
+        waits_for = [namespace, *secrets, rds_ca, self.migrate_job, *args.depends_on]
+
+        def after_prerequisites(_manifest: Any, opts: pulumi.ResourceOptions) -> None:
+            # The group's own depends_on does not reach the objects it creates (pulumi_kubernetes.yaml
+            # gives them only parent=): each waits for the CRDs, the Job and the Secrets itself.
+            opts.depends_on = waits_for
 
         self.manifests = k8s.yaml.ConfigGroup(
             name,
             yaml=[resolved.apply(configure)],
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[namespace, *secrets]
-            ),
+            transformations=[after_prerequisites],
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=waits_for),
         )
         self.register_outputs({})
 
@@ -127,10 +170,13 @@ class Workload(pulumi.ComponentResource):
         self, name: str, args: WorkloadArgs, opts: pulumi.ResourceOptions
     ) -> tuple[list[k8s.core.v1.Secret], dict[str, pulumi.Input[Any]]]:
         """The Secrets, and by Deployment the secret data its pods read only when they start."""
-        def database_url(login: str, password: pulumi.Output[str], database: str) -> pulumi.Output[str]:
+        def database_url(
+            login: str, password: pulumi.Output[str], database: str, host: pulumi.Input[str] = PGBOUNCER_HOST,
+            port: int = PGBOUNCER_PORT, ca: str = PGBOUNCER_CA_PATH,
+        ) -> pulumi.Output[str]:
             return pulumi.Output.format(
                 "postgresql://{0}:{1}@{2}:{3}/{4}?sslmode=verify-full&sslrootcert={5}",
-                login, password, PGBOUNCER_HOST, PGBOUNCER_PORT, database, PGBOUNCER_CA_PATH,
+                login, password, host, port, database, ca,
             )
 
         redis_url = pulumi.Output.format(
@@ -144,7 +190,10 @@ class Workload(pulumi.ComponentResource):
             **args.app_secrets,
         }
         migrate_env = {
-            "CHATWIZARD_DATABASE_URL": database_url(OWNER_LOGIN, args.db_password, "chatwizard"),
+            # Straight to the primary, not through PgBouncer: see the module's docstring.
+            "CHATWIZARD_DATABASE_URL": database_url(
+                OWNER_LOGIN, args.db_password, "chatwizard", args.db_primary_host, POSTGRES_PORT, RDS_CA_PATH
+            ),
             "CHATWIZARD_APP_DB_LOGIN": APP_LOGIN,
             "CHATWIZARD_APP_DB_PASSWORD": args.app_db_password,
         }
@@ -165,7 +214,7 @@ class Workload(pulumi.ComponentResource):
 
         secrets = [
             secret("app", "chatwizard-secrets", app_env),
-            # Layered over chatwizard-secrets for the migrate Job and init container only.
+            # Layered over chatwizard-secrets for the migrate Job only.
             secret("migrate", "chatwizard-migrate-secrets", migrate_env),
             secret("pgbouncer-userlist", "pgbouncer-userlist", {"userlist.txt": userlist}),
             secret(
@@ -181,7 +230,7 @@ class Workload(pulumi.ComponentResource):
                 "kubernetes.io/tls",
             ),
         ]
-        return secrets, {"chatwizard": [app_env, migrate_env], "pgbouncer": userlist}
+        return secrets, {"chatwizard": app_env, "pgbouncer": userlist, MIGRATE_JOB: migrate_env}
 
     def _pgbouncer_certificate(self, name: str) -> tuple[pulumi.Output[str], ...]:
         """A private CA for the app -> PgBouncer hop, which the app verifies (sslmode=verify-full)."""
@@ -217,7 +266,20 @@ class Workload(pulumi.ComponentResource):
         return ca.cert_pem, server_key.private_key_pem, server.cert_pem  # the CA key stays in Pulumi's state
 
 
-def _containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def _set_image(manifest: dict[str, Any], image: str) -> None:
+    for container in pod_containers(manifest):
+        if container["image"].split("@")[0].split(":")[0].endswith(f"/{APP_IMAGE}"):
+            container["image"] = image
+
+
+def _migrate_spec(manifest: dict[str, Any], secrets_digest: str, image: str) -> dict[str, Any]:
+    """The Job's spec with the release's image and a digest of the secrets it reads on its pod template."""
+    _set_image(manifest, image)
+    manifest["spec"]["template"]["metadata"].setdefault("annotations", {})[SECRETS_DIGEST] = secrets_digest
+    return manifest["spec"]
+
+
+def pod_containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     spec = manifest.get("spec", {})
     spec = spec.get("jobTemplate", {}).get("spec", spec)  # a CronJob's pod template is one level down
     pod = spec.get("template", {}).get("spec", {})

@@ -28,6 +28,7 @@ KMS_KEY = "aws:kms/key:Key"
 SNS_TOPIC = "aws:sns/topic:Topic"
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+SECURITY_GROUP_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 ZONE_SETTING = "cloudflare:index/zoneSetting:ZoneSetting"
 WORLD = {"0.0.0.0/0", "::/0"}
 MINIMUM_BACKUP_DAYS = 7  # default of the backup-retention policy's `minimumDays` setting
@@ -130,13 +131,26 @@ def cloudflare_tls_strict(args: ResourceValidationArgs, report: ReportViolation)
 
 
 def tls_settings_declared(args: StackValidationArgs, report: ReportViolation) -> None:
+    """The zone's owner (infra/facts.yaml) manages its TLS settings; another stack managing them too would
+    fight it over the one zone they share."""
+    from infra.facts import load
+
     declared = {r.props.get("settingId") for r in args.resources if r.resource_type == ZONE_SETTING}
+    environments = {environment(r.props) for r in args.resources} - {None}
+    if load().cloudflare_zone_owner not in environments:
+        if declared:
+            report(f"only the zone's owner stack may manage its settings: {sorted(declared)}", None)
+        return
     for setting in ("ssl", "min_tls_version", "always_use_https"):
         if setting not in declared:
             report(f"the Cloudflare zone setting {setting} must be managed here", None)
 
 
 def no_world_open_security_groups(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == SECURITY_GROUP_RULE:  # a rule declared on its own
+        if WORLD & {args.props.get("cidrIpv4"), args.props.get("cidrIpv6")}:
+            report(f"security group rule open to the world on port {args.props.get('fromPort')}", None)
+        return
     if args.resource_type != SECURITY_GROUP or (args.props.get("tags") or {}).get("role") == "edge":
         return
     for rule in args.props.get("ingress") or []:

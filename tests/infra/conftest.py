@@ -44,8 +44,8 @@ def run_stack(stack: str, *extra: str) -> subprocess.CompletedProcess:
 
 
 @cache
-def declared(name: str) -> Stack:
-    result = run_stack(name)
+def declared(name: str, *extra: str) -> Stack:
+    result = run_stack(name, *extra)
     assert result.returncode == 0, result.stderr
     recorded = json.loads(result.stdout)
     return Stack(name, recorded["resources"], recorded["outputs"])

@@ -24,8 +24,10 @@ from infra import config as stack_config
 from infra import program
 
 ROOT = Path(__file__).parents[2]
-CLOUDFLARE_IPV4 = ["173.245.48.0/20", "103.21.244.0/22"]  # a sample of Cloudflare's published ranges
 LOAD_BALANCER = "k8s-ingress-0123456789.elb.us-east-1.amazonaws.com"
+ACCOUNT_ID = "123456789012"
+# What the region's RDS CA bundle would hold: a CA certificate, made here (AWS's truststore is a cloud API).
+RDS_CA_BUNDLE_FILE = ROOT / "tests" / "infra" / "rds-ca-test.pem"
 
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value on the wire
@@ -72,6 +74,7 @@ def computed_outputs(args: MockResourceArgs) -> dict[str, Any]:
         },
         "aws:eks/cluster:Cluster": {
             "name": name,
+            "vpcConfig": {**args.inputs.get("vpcConfig", {}), "clusterSecurityGroupId": f"{name}-cluster-sg-id"},
             "endpoint": f"https://{name}.eks.amazonaws.com",
             "certificateAuthority": {"data": "Y2VydGlmaWNhdGU="},
         },
@@ -101,26 +104,33 @@ class RecordingMocks(Mocks):
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
         self.inputs[args.typ, args.name] = args.inputs
-        return f"{args.name}-id", {**computed_outputs(args), **args.inputs}
+        computed = computed_outputs(args)
+        outputs = {**computed, **args.inputs}
+        if "vpcConfig" in computed:  # inputs and computed fields in one object
+            outputs["vpcConfig"] = computed["vpcConfig"]
+        return f"{args.name}-id", outputs
 
     def call(self, args: MockCallArgs) -> dict:
-        if args.token == "cloudflare:index/getIpRanges:getIpRanges":
-            return {"ipv4Cidrs": CLOUDFLARE_IPV4, "ipv6Cidrs": []}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/deployer", "userId": "AID"}
         if args.token == "kubernetes:yaml:decode":
             return {"result": [doc for doc in yaml.safe_load_all(args.args["text"]) if doc]}
         raise NotImplementedError(f"no mock for the call {args.token}")
 
 
 class ParentRecordingMonitor(MockMonitor):
-    """Remembers each resource's parent, so tests can check that components own their children."""
+    """Remembers each resource's parent and what it waits for (depends_on and inputs taken from other
+    resources), so tests can check that components own their children and the order `up` creates them in."""
 
     def __init__(self, mocks: Mocks) -> None:
         super().__init__(mocks)
         self.parents: dict[str, str] = {}
+        self.dependencies: dict[str, list[str]] = {}
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         self.parents[response.urn] = request.parent
+        self.dependencies[response.urn] = list(request.dependencies)
         return response
 
 
@@ -133,6 +143,7 @@ def run(stack: str, overrides: list[str], unset: list[str]) -> dict[str, Any]:
     exports: dict[str, Any] = {}
     resolved: dict[str, Any] = {}
     pulumi.export = exports.__setitem__  # the program's exports, kept to resolve below
+    program.ca_bundle = lambda region: RDS_CA_BUNDLE_FILE.read_text()  # AWS's truststore, not fetched here
 
     @pulumi.runtime.test
     def deploy() -> pulumi.Output:
@@ -149,6 +160,7 @@ def run(stack: str, overrides: list[str], unset: list[str]) -> dict[str, Any]:
                 "type": kind,
                 "name": name,
                 "parent": monitor.parents.get(urn),
+                "dependencies": monitor.dependencies.get(urn, []),
                 "inputs": readable(mocks.inputs[kind, name]),
             }
         )

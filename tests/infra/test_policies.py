@@ -102,7 +102,7 @@ def test_world_open_security_group_is_refused(production: Stack):
     group = copy.deepcopy(
         next(g for g in production.of_type(p.SECURITY_GROUP) if g["name"].endswith("-database"))
     )
-    group["inputs"]["ingress"].append(
+    group["inputs"].setdefault("ingress", []).append(
         {"protocol": "tcp", "fromPort": 5432, "toPort": 5432, "cidrBlocks": ["0.0.0.0/0"]}
     )
     assert violations(p.no_world_open_security_groups, group)

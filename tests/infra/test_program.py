@@ -8,6 +8,7 @@ import json
 import yaml
 
 from infra.components.edge import CLOUDFLARE_MANAGED_RULESET, OWASP_CORE_RULESET
+from infra.facts import load as facts
 from infra.policy.policies import policies
 from infra.ports import PGBOUNCER_PORT
 from monitoring.generate import prometheus_rule
@@ -95,7 +96,13 @@ def test_redis_failover_and_tls(stack: Stack):
     assert redis["snapshotRetentionLimit"] >= 1
 
 
-def test_cloudflare_tls_waf_and_cache_rules(stack: Stack):
+def environment(stack: Stack):
+    return facts().environments[stack.name]
+
+
+def test_cloudflare_tls_waf_and_cache_rules(production: Stack):
+    """The zone's owner (production) declares them, for every environment's hostname."""
+    stack = production
     settings = {s["inputs"]["settingId"]: s["inputs"]["value"] for s in stack.of_type(ZONE_SETTING)}
     assert settings["ssl"] == "strict" and settings["min_tls_version"] == "1.2"
     assert settings["always_use_https"] == "on" and settings["http2"] == settings["http3"] == "on"
@@ -103,17 +110,20 @@ def test_cloudflare_tls_waf_and_cache_rules(stack: Stack):
     rulesets = {r["inputs"]["phase"]: r["inputs"]["rules"] for r in stack.of_type(RULESET)}
     waf = {rule["actionParameters"]["id"] for rule in rulesets["http_request_firewall_managed"]}
     assert waf == {CLOUDFLARE_MANAGED_RULESET, OWASP_CORE_RULESET}
-    limit = rulesets["http_ratelimit"][0]
-    assert limit["ratelimit"]["requestsPerPeriod"] == stack_file(stack)["edgeRateLimitPerMinute"]
-    assert '"/v1/"' in limit["expression"]
+    for limit, env in zip(rulesets["http_ratelimit"], facts().environments.values(), strict=True):
+        assert limit["ratelimit"]["requestsPerPeriod"] == env.edge_rate_limit_per_minute
+        assert '"/v1/"' in limit["expression"] and f'"{env.api_hostname}"' in limit["expression"]
     static, api = rulesets["http_request_cache_settings"]
     assert static["actionParameters"]["cache"] is True and "/thumbnails/" in static["expression"]
     assert static["actionParameters"]["edgeTtl"]["default"] >= 86_400
     assert api["actionParameters"] == {"cache": False} and '"/v1/"' in api["expression"]  # last rule wins
+
+
+def test_each_stack_owns_its_dns_records(stack: Stack):
     records = stack.of_type("cloudflare:index/dnsRecord:DnsRecord")
     assert {r["inputs"]["name"] for r in records} == {
-        stack_file(stack)["apiHostname"],
-        stack_file(stack)["dashboardHostname"],
+        environment(stack).api_hostname,
+        environment(stack).dashboard_hostname,
     }
     assert all(r["inputs"]["proxied"] for r in records)
 
@@ -127,9 +137,11 @@ def test_network_spans_three_zones_and_keeps_data_private(stack: Stack):
         g["name"].rsplit("-", 1)[-1]: g["inputs"]
         for g in stack.of_type("aws:ec2/securityGroup:SecurityGroup")
     }
+    rules = stack.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
     for store, port in (("database", 5432), ("cache", 6379)):
-        (rule,) = groups[store]["ingress"]
-        assert rule["fromPort"] == port and rule["securityGroups"] and not rule.get("cidrBlocks")
+        assert not groups[store].get("ingress")  # only the rules below, each from one security group
+        (rule,) = [r["inputs"] for r in rules if r["inputs"]["securityGroupId"].endswith(f"-{store}-id")]
+        assert rule["fromPort"] == port and rule["referencedSecurityGroupId"] and not rule.get("cidrIpv4")
     assert groups["edge"]["ingress"][0]["cidrBlocks"] != ["0.0.0.0/0"]  # Cloudflare's ranges only
 
 
@@ -139,7 +151,8 @@ def test_cluster_private_and_encrypted(stack: Stack):
     assert cluster["vpcConfig"]["endpointPublicAccess"] is False
     assert cluster["encryptionConfig"]["resources"] == ["secrets"]
     releases = {r["inputs"]["name"] for r in stack.of_type("kubernetes:helm.sh/v3:Release")}
-    assert {"metrics-server", "cluster-autoscaler", "kube-prometheus-stack", "ingress-nginx"} <= releases
+    assert {"metrics-server", "cluster-autoscaler", "kube-prometheus-stack", "ingress-nginx",
+            "aws-load-balancer-controller", "prometheus-adapter"} <= releases
 
 
 def test_workload_comes_from_k8s_with_the_configured_image(stack: Stack):
@@ -148,7 +161,9 @@ def test_workload_comes_from_k8s_with_the_configured_image(stack: Stack):
     }
     app = deployments["chatwizard"]["spec"]["template"]["spec"]
     image = f"{stack_file(stack)['appImageRepository']}:{stack_file(stack)['appImageTag']}"
-    assert {c["image"] for c in app["containers"] + app["initContainers"]} == {image}
+    assert {c["image"] for c in app["containers"]} == {image} and "initContainers" not in app
+    job = stack.inputs("kubernetes:batch/v1:Job")["spec"]["template"]["spec"]
+    assert {c["image"] for c in job["containers"]} == {image}
     assert stack.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
     config = next(
         c["inputs"]
@@ -170,7 +185,9 @@ def test_workload_comes_from_k8s_with_the_configured_image(stack: Stack):
     assert app_env["CHATWIZARD_REPLICA_URL"].startswith(f"postgresql://chatwizard_api:{app_login}@")
     assert owner not in str(app_env)
     migrate_env = secrets["chatwizard-migrate-secrets"]["stringData"]["secret"]
-    assert migrate_env["CHATWIZARD_DATABASE_URL"].startswith(f"postgresql://chatwizard:{owner}@")
+    primary = stack.outputs["database_primary_endpoint"]  # migrations skip PgBouncer: their lock holds
+    assert migrate_env["CHATWIZARD_DATABASE_URL"].startswith(f"postgresql://chatwizard:{owner}@{primary}:5432/")
+    assert "sslmode=verify-full" in migrate_env["CHATWIZARD_DATABASE_URL"]
     assert migrate_env["CHATWIZARD_APP_DB_LOGIN"] == "chatwizard_api"
     assert migrate_env["CHATWIZARD_APP_DB_PASSWORD"] == app_login
     userlist = secrets["pgbouncer-userlist"]["stringData"]["secret"]["userlist.txt"]
@@ -179,7 +196,8 @@ def test_workload_comes_from_k8s_with_the_configured_image(stack: Stack):
     # password or field key rolls them on `pulumi up`.
     deployments = {d["inputs"]["metadata"]["name"]: d["inputs"] for d in stack.of_type("kubernetes:apps/v1:Deployment")}
     assert pod_annotation(deployments["pgbouncer"]) == secret_digest(userlist)
-    assert pod_annotation(deployments["chatwizard"]) == secret_digest([app_env, migrate_env])
+    assert pod_annotation(deployments["chatwizard"]) == secret_digest(app_env)
+    assert pod_annotation(stack.inputs("kubernetes:batch/v1:Job")) == secret_digest(migrate_env)
 
 
 def pod_annotation(deployment: dict) -> str:
@@ -192,7 +210,7 @@ def secret_digest(value: object) -> str:
 
 def test_ingress_host_matches_the_stack(stack: Stack):
     ingress = stack.inputs("kubernetes:networking.k8s.io/v1:Ingress")
-    assert ingress["spec"]["rules"][0]["host"] == stack_file(stack)["apiHostname"]
+    assert ingress["spec"]["rules"][0]["host"] == environment(stack).api_hostname
 
 
 def test_monitoring_loads_rules_dashboards_and_alertmanager_from_monitoring(stack: Stack):
@@ -229,7 +247,7 @@ def test_backups_bucket(stack: Stack):
 
 
 def test_outputs(stack: Stack):
-    assert stack.outputs["api_url"] == f"https://{stack_file(stack)['apiHostname']}"
+    assert stack.outputs["api_url"] == f"https://{environment(stack).api_hostname}"
     assert set(stack.outputs) >= {
         "dashboard_url",
         "database_primary_endpoint",

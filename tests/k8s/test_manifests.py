@@ -61,9 +61,10 @@ def test_probes_ports_and_graceful_drain(manifests):
     assert pod["terminationGracePeriodSeconds"] > pre_stop + GUNICORN_GRACEFUL_TIMEOUT_S
 
 
-def test_migrations_run_before_a_pod_takes_traffic(manifests):
+def test_migrations_run_in_the_job_only(manifests):
+    """Once per release, not again in every pod: Pulumi awaits the Job before rolling the Deployment."""
     pod = manifests[("Deployment", "chatwizard")]["spec"]["template"]["spec"]
-    assert [c["command"] for c in pod["initContainers"]] == [["chatwizard", "migrate"]]
+    assert "initContainers" not in pod
     assert manifests[("Job", "chatwizard-migrate")]["spec"]["template"]["spec"]["containers"][0]["command"] == \
         ["chatwizard", "migrate"]
 
@@ -76,8 +77,7 @@ def test_only_migrations_get_the_schema_owners_credentials(manifests):
     pod = manifests[("Deployment", "chatwizard")]["spec"]["template"]["spec"]
     migrate_job = manifests[("Job", "chatwizard-migrate")]["spec"]["template"]["spec"]["containers"][0]
     retention = manifests[("CronJob", "chatwizard-retention")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    for migrator in (pod["initContainers"][0], migrate_job):  # the later source wins for the URL
-        assert secrets(migrator) == ["chatwizard-secrets", "chatwizard-migrate-secrets"]
+    assert secrets(migrate_job) == ["chatwizard-secrets", "chatwizard-migrate-secrets"]  # the later wins
     for container in (*pod["containers"], *retention["containers"]):
         assert "chatwizard-migrate-secrets" not in secrets(container)
 
@@ -87,10 +87,9 @@ def test_retention_runs_daily_and_may_reach_the_database(manifests):
     assert cron["concurrencyPolicy"] == "Forbid"
     assert cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"] == \
         ["chatwizard", "retention"]
-    jobs = manifests[("NetworkPolicy", "chatwizard-jobs")]["spec"]
+    jobs = manifests[("NetworkPolicy", "chatwizard-retention")]["spec"]
     assert jobs["egress"][0]["to"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "pgbouncer"}
-    names = jobs["podSelector"]["matchExpressions"][0]["values"]
-    assert {"chatwizard-migrate", "chatwizard-retention"} <= set(names)
+    assert jobs["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "chatwizard-retention"}
 
 
 def test_autoscaling_and_disruption_budget(manifests):
@@ -128,6 +127,21 @@ def test_overlays_differ_only_where_environments_do():
     assert staging.keys() == production.keys()
     assert production[("HorizontalPodAutoscaler", "chatwizard")]["spec"]["minReplicas"] == 3
     assert staging[("ConfigMap", "chatwizard-config")]["data"]["CHATWIZARD_ENVIRONMENT"] == "staging"
+    assert production[("ConfigMap", "chatwizard-config")]["data"]["CHATWIZARD_ENVIRONMENT"] == "production"
+
+
+def test_overlays_read_the_facts():
+    """Namespace, ports and generated parts come from infra/facts.yaml, which Pulumi reads too."""
+    from infra.facts import generated_files
+    from infra.facts import load as facts
+
+    assert facts().ports["app"] == APP_PORT and facts().ports["metrics"] == METRICS_PORT
+    for overlay in ("staging", "production"):
+        built = build(overlay)
+        assert {m["metadata"].get("namespace") for m in built.values() if m["kind"] != "Namespace"} == \
+            {facts().namespaces["app"]}
+        for path, text in generated_files(overlay).items():
+            assert path.read_text() == text, f"{path} is stale: run python -m infra.facts"
 
 
 def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():
@@ -135,4 +149,15 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():
     bases = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
     assert len(bases) == 2 and all(":" in b and not b.endswith(":latest") for b in bases)
     assert "USER 10001" in text and "HEALTHCHECK" in text and 'CMD ["chatwizard", "serve"]' in text
+    assert "COPY loadtest" not in text  # the image carries no load-test tools (tests/app/test_production_wheel.py)
     assert ".venv" in (ROOT / ".dockerignore").read_text()
+
+
+def test_third_party_images_are_pinned_by_digest(manifests):
+    """A tag can be moved or deleted upstream (Bitnami's were); a digest names the bytes we tested."""
+    from infra.components.workload import pod_containers
+
+    images = {c["image"] for m in manifests.values() for c in pod_containers(m)}
+    app = {i for i in images if i.split("@")[0].split(":")[0].endswith("/chatwizard")}
+    assert app and all("@sha256:" in image for image in images - app), images - app
+

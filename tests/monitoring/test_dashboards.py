@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from chatwizard.estate.processes import wait_ready
-from monitoring.catalog import known_metrics, metric_names
+from monitoring.catalog import ENVIRONMENTS, known_metrics, metric_names
 from monitoring.dashboards import generate
 from monitoring.generate import rule_files
 from tests.conftest import free_port
@@ -56,9 +56,10 @@ def test_every_query_parses(prometheus: str):
         assert response.status_code == 200, f"{expr}: {response.text}"
 
 
-def test_every_metric_exists():
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_metric_exists(environment: str):
     recorded = {r["record"] for doc in rule_files().values() for g in doc["groups"] for r in g["rules"] if "record" in r}
-    known = known_metrics()
+    known = known_metrics(environment)
     for expr in generate.expressions():
         assert not metric_names(expr) - known, f"{expr} reads unknown metrics {metric_names(expr) - known}"
         for name in {t for t in expr.replace("(", " ").replace(")", " ").split() if ":" in t and "{" not in t}:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from monitoring import alert_tests, generate
-from monitoring.catalog import known_metrics, metric_names
+from monitoring.catalog import ENVIRONMENTS, known_metrics, metric_names
 
 ROOT = Path(__file__).parents[2]
 MONITORING = ROOT / "monitoring"
@@ -64,8 +65,9 @@ def test_runbooks_and_alerts_are_one_to_one():
             assert section in text, f"runbooks/{name}.md lacks {section}"
 
 
-def test_rules_reference_only_metrics_that_exist():
-    known = known_metrics()
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_rules_reference_only_metrics_that_exist(environment: str):
+    known = known_metrics(environment)
     for path in (MONITORING / "rules").glob("*.yml"):
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
