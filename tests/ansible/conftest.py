@@ -42,7 +42,7 @@ from tests.ansible.standins import (
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = ROOT / "ansible"
 BIN = Path(sys.executable).parent
-GROUPS = {"launch": ["launch"], "loadgen": ["loadgen1", "loadgen2"], "runner": ["runner"]}
+GROUPS = {"launch": ["launch-1"], "loadgen": ["loadgen-1", "loadgen-2"], "runner": ["runner-1"]}
 PLAYBOOKS = {group: f"playbooks/{group}.yml" for group in GROUPS}
 BUCKET = "chatwizard-lab-backups"  # inventories/local/group_vars/launch/vars.yml
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
@@ -114,7 +114,7 @@ def write_vault(path: Path, password_file: Path, data: dict, env: dict[str, str]
 
 
 def lab_secrets(lab: Lab, ca: CA, db_port: int, pubkey: str) -> dict:
-    edge_cert, edge_key = ca.issue(["chat.lab"], [next(h.address for h in lab.hosts if h.name == "launch")])
+    edge_cert, edge_key = ca.issue(["chat.lab"], [next(h.address for h in lab.hosts if h.name == "launch-1")])
     db_password = secrets.token_urlsafe(16)
     owner_url = (f"postgresql://postgres:{db_password}@{DB_NAME}:{db_port}/chatwizard"
                  "?sslmode=verify-full&sslrootcert=/etc/ssl/managed-db-ca.pem")
@@ -155,6 +155,17 @@ def converge(playbook: str, inventory: Path, password: Path, env: dict[str, str]
     return Converge(playbook, result.returncode, result.stdout + result.stderr)
 
 
+def failed_units(lab: Lab) -> str:
+    """The journal of every failed unit on the lab's hosts: why a service did not start."""
+    report = []
+    for host in lab.hosts:
+        failed = host.nsenter("systemctl", "--failed", "--no-legend", "--plain", check=False).stdout.split()
+        for unit in (u for u in failed if "." in u):
+            journal = host.nsenter("journalctl", "-u", unit, "-n", "25", "--no-pager", check=False).stdout
+            report.append(f"\n--- {host.name}: {unit}\n{journal}")
+    return "".join(report)
+
+
 def converge_all(alab: AnsibleLab, env: dict[str, str], work: Path, round_: int) -> list[Converge]:
     """The three playbooks at once (they touch disjoint hosts)."""
     with ThreadPoolExecutor(len(PLAYBOOKS)) as pool:
@@ -188,7 +199,8 @@ def ansible_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnsibleLab
         ca = CA()
         db_port = free_port()
         data = lab_secrets(lab, ca, db_port, lab.key.with_suffix(".pub").read_text().strip())
-        db = managed_postgres(work, lab.gateway, lab.cidr, db_port, ca, data.pop("_db_owner_password"))
+        db = managed_postgres(work, lab.gateway, db_port, ca, {
+            "postgres": data.pop("_db_owner_password"), "chatwizard_api": data["vault_chatwizard_db_password"]})
         stack.callback(db.stop)
         collector = stack.enter_context(log_collector(lab.gateway, free_port()))
         s3 = stack.enter_context(s3_server(lab.gateway, free_port(), work / "moto.log"))
@@ -208,5 +220,7 @@ def ansible_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnsibleLab
         for round_ in (1, 2):
             alab.converges.append(converge_all(alab, env, work, round_))
             if any(c.returncode for c in alab.converges[-1]):
+                for converge_ in alab.converges[-1]:
+                    converge_.output += failed_units(lab)
                 break  # the tests report which play failed; a second round would hide it
         yield alab

@@ -274,6 +274,11 @@ class Lab:
         (upper / "etc").mkdir(parents=True, exist_ok=True)
         (upper / "etc/hostname").write_text(host.name + "\n")
         (upper / "etc/hosts").write_text(etc_hosts)
+        # This machine denies user namespaces to the hosts' systemd, which units with PrivateUsers=
+        # (Debian's redis-server) need: a real VM has them. Every other sandboxing option stays on.
+        dropin = upper / "etc/systemd/system/service.d"
+        dropin.mkdir(parents=True, exist_ok=True)
+        (dropin / "10-lab-no-userns.conf").write_text("[Service]\nPrivateUsers=no\n")
         ssh_dir = upper / "home" / ADMIN_USER / ".ssh"
         ssh_dir.mkdir(parents=True, exist_ok=True)
         (upper / "home" / ADMIN_USER).chmod(0o755)

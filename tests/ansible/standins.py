@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from chatwizard.estate.ports import free_port
 from chatwizard.estate.postgres import SYSTEM_USER, PostgresNode
 
 DB_NAME = "db.lab"  # the managed database's host name, in every lab host's /etc/hosts
@@ -73,27 +74,63 @@ class CA:
         return cert.public_bytes(serialization.Encoding.PEM).decode(), _pem_key(key)
 
 
-def managed_postgres(state: Path, gateway: str, subnet: str, port: int, ca: CA, password: str) -> PostgresNode:
-    """Postgres listening on the gateway with TLS (a certificate for db.lab) and password logins from
-    the lab, like a managed database; the superuser `postgres` plays the provider's master user."""
-    node = PostgresNode(state / "managed-postgres", port)
+@dataclass
+class ManagedPostgres:
+    """Postgres on loopback behind a TLS front door on the lab's gateway (a certificate for db.lab,
+    password logins), like a managed database's endpoint. The pgserver build has no SSL, so the front
+    door is PgBouncer in session mode; the superuser `postgres` plays the provider's master user."""
+
+    node: PostgresNode
+    bouncer: subprocess.Popen
+
+    def stop(self) -> None:
+        self.bouncer.terminate()
+        self.bouncer.wait(timeout=10)
+        self.node.stop()
+
+
+def managed_postgres(state: Path, gateway: str, port: int, ca: CA, logins: dict[str, str]) -> ManagedPostgres:
+    node = PostgresNode(state / "managed-postgres", free_port())
     node.init_primary()
-    cert, key = ca.issue([DB_NAME])
-    for name, text in (("server.pem", cert), ("server.key", key)):
-        path = node.data_dir / name
-        path.write_text(text)
-        path.chmod(0o600)
-        if SYSTEM_USER:
-            shutil.chown(path, SYSTEM_USER, SYSTEM_USER)
-    with (node.data_dir / "postgresql.conf").open("a") as conf:
-        conf.write(f"listen_addresses = '127.0.0.1,{gateway}'\nssl = on\n"
-                   "ssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n")
-    with (node.data_dir / "pg_hba.conf").open("a") as hba:
-        hba.write(f"hostssl all all {subnet} scram-sha-256\n")
     node.start()
     node.create_database()
-    node.psql(f"ALTER ROLE postgres PASSWORD '{password}'", "postgres")
-    return node
+    front = state / "managed-front"
+    front.mkdir()
+    cert, key = ca.issue([DB_NAME])
+    users = "".join(f'"{name}" "{password}"\n' for name, password in logins.items())
+    files = {"server.pem": cert, "server.key": key, "userlist.txt": users, "pgbouncer.ini": f"""
+[databases]
+* = host=127.0.0.1 port={node.port}
+[pgbouncer]
+listen_addr = {gateway}
+listen_port = {port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {front}/userlist.txt
+pool_mode = session
+max_client_conn = 500
+default_pool_size = 50
+ignore_startup_parameters = extra_float_digits
+client_tls_sslmode = require
+client_tls_cert_file = {front}/server.pem
+client_tls_key_file = {front}/server.key
+"""}
+    for name, text in files.items():
+        (front / name).write_text(text)
+        (front / name).chmod(0o600)
+    if SYSTEM_USER:
+        for path in (front, *front.iterdir()):
+            shutil.chown(path, SYSTEM_USER, SYSTEM_USER)
+    log = (state / "managed-front.log").open("w")
+    bouncer = subprocess.Popen(["pgbouncer", *(["-u", SYSTEM_USER] if SYSTEM_USER else []), str(front / "pgbouncer.ini")],
+                               stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 15
+    while socket.socket().connect_ex((gateway, port)) != 0:
+        if bouncer.poll() is not None or time.monotonic() > deadline:
+            node.stop()
+            raise RuntimeError(f"the database's front door did not start: {(state / 'managed-front.log').read_text()}")
+        time.sleep(0.1)
+    return ManagedPostgres(node, bouncer)
 
 
 class LogCollector(socketserver.ThreadingTCPServer):
