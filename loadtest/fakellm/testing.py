@@ -55,10 +55,10 @@ class RunningFakeLLM:
         return response.json()
 
 
-def bound_socket() -> socket.socket:
+def bound_socket(host: str = LOOPBACK) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((LOOPBACK, 0))
+    sock.bind((host, 0))
     return sock
 
 
@@ -71,16 +71,17 @@ def wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
 
 
 @contextmanager
-def running_fake_llm(config: FakeLLMConfig | None = None) -> Iterator[RunningFakeLLM]:
-    """Serve ``config`` (default: the realistic latency model) until the block ends."""
-    sock = bound_socket()
+def running_fake_llm(config: FakeLLMConfig | None = None, host: str = LOOPBACK) -> Iterator[RunningFakeLLM]:
+    """Serve ``config`` (default: the realistic latency model) until the block ends; ``host`` is the
+    address to listen on (another than loopback for test hosts in network namespaces)."""
+    sock = bound_socket(host)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(server_config(FakeLLM(config), LOOPBACK, port, log_level="warning"))
+    server = uvicorn.Server(server_config(FakeLLM(config), host, port, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="fakellm", daemon=True)
     thread.start()
     try:
         wait_started(server, thread)
-        yield RunningFakeLLM(f"http://{LOOPBACK}:{port}")
+        yield RunningFakeLLM(f"http://{host}:{port}")
     finally:
         server.should_exit = True
         thread.join(timeout=STARTUP_TIMEOUT_S + 5)

@@ -3,10 +3,15 @@
 import { visit, createUsers, keyFor, THRESHOLDS } from './lib/learner.js';
 
 const USERS = Number(__ENV.USERS || 200);
+// ITERATIONS: a fixed amount of work instead (each user visits that many times), so runs split into
+// execution segments across load generators can be counted against one run on one host.
+const ITERATIONS = Number(__ENV.ITERATIONS || 0);
 export const options = {
   setupTimeout: '120s',
-  scenarios: { learners: { executor: 'ramping-vus', startVUs: 0, stages: [
-    { duration: __ENV.RAMP || '15s', target: USERS }, { duration: __ENV.HOLD || '40s', target: USERS }] } },
+  scenarios: { learners: ITERATIONS
+    ? { executor: 'per-vu-iterations', vus: USERS, iterations: ITERATIONS, maxDuration: '5m' }
+    : { executor: 'ramping-vus', startVUs: 0, stages: [
+      { duration: __ENV.RAMP || '15s', target: USERS }, { duration: __ENV.HOLD || '40s', target: USERS }] } },
   thresholds: THRESHOLDS,
 };
 

@@ -1,0 +1,97 @@
+"""The ansible/ tree without hosts: lint, pinned collections, secrets only through the vault, and the
+staging/production inventories built from Pulumi stack outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_DIR = ROOT / "ansible"
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg")}
+VAULT_REF = re.compile(r"^\{\{ vault_\w+ \}\}$")
+
+
+def test_ansible_lint_is_clean(tmp_path: Path):
+    result = subprocess.run([str(BIN / "ansible-lint"), "--offline", "--nocolor"], cwd=ANSIBLE_DIR,
+                            env={**ENV, "ANSIBLE_HOME": str(tmp_path)}, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+
+
+def test_installed_collections_are_the_pinned_ones(tmp_path: Path):
+    pinned = {c["name"]: c["version"] for c in yaml.safe_load((ANSIBLE_DIR / "requirements.yml").read_text())["collections"]}
+    listed = json.loads(subprocess.run([str(BIN / "ansible-galaxy"), "collection", "list", "--format", "json"],
+                                       env={**ENV, "ANSIBLE_HOME": str(tmp_path)}, capture_output=True,
+                                       text=True, check=True).stdout)
+    installed = {name: info["version"] for path in listed.values() for name, info in path.items()}
+    assert {name: installed.get(name) for name in pinned} == pinned
+    used = set(re.findall(r"\b([a-z_]+\.[a-z_]+)\.[a-z_]+:", "".join(
+        p.read_text() for p in (ANSIBLE_DIR / "roles").rglob("*.yml"))))
+    assert used - {"ansible.builtin"} <= set(pinned), "a role uses a collection requirements.yml does not pin"
+
+
+def secret_options() -> set[str]:
+    """Every role option marked no_log in its argument spec."""
+    names = set()
+    for spec in (ANSIBLE_DIR / "roles").glob("*/meta/argument_specs.yml"):
+        for entry in yaml.safe_load(spec.read_text())["argument_specs"].values():
+            names |= {name for name, option in entry["options"].items() if option.get("no_log")}
+    return names
+
+
+@pytest.mark.parametrize("environment", ["staging", "production", "local"])
+def test_secrets_come_only_from_the_vault(environment: str):
+    secret = secret_options()
+    assert {"chatwizard_db_password", "edge_tls_key", "deploy_runner_registration_token"} <= secret
+    found = {}
+    for path in (ANSIBLE_DIR / "inventories" / environment / "group_vars").rglob("*.yml"):
+        text = path.read_text()
+        assert not text.startswith("$ANSIBLE_VAULT") or path.name == "vault.yml"
+        for name, value in (yaml.safe_load(text) or {}).items():
+            if name in secret:
+                found[name] = value
+                assert isinstance(value, str) and VAULT_REF.match(value), f"{path}: {name} is not a vault_ reference"
+    assert found, "no secret is set at all"
+    # No vault file is committed in plaintext (operators create them with ansible-vault).
+    for vault in (ANSIBLE_DIR / "inventories").rglob("vault*.yml"):
+        assert vault.read_text().startswith("$ANSIBLE_VAULT;"), vault
+
+
+def test_readme_lists_every_vault_variable():
+    used = set()
+    for path in (ANSIBLE_DIR / "inventories").rglob("*.yml"):
+        used |= set(re.findall(r"\bvault_\w+", path.read_text()))
+    readme = (ANSIBLE_DIR / "README.md").read_text()
+    assert {name for name in used if f"`{name}`" not in readme} == set()
+
+
+def test_staging_inventory_comes_from_the_stack_outputs(tmp_path: Path):
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"ansibleInventory": {"runner": ["10.0.1.10"], "launch": ["10.0.2.20"],
+                                                        "loadgen": ["10.0.3.30", "10.0.3.31"]}}))
+    result = subprocess.run([str(BIN / "ansible-inventory"), "-i", "inventories/staging", "--list"],
+                            cwd=ANSIBLE_DIR, env={**ENV, "PULUMI_OUTPUTS_FILE": str(outputs),
+                                                  "ANSIBLE_HOME": str(tmp_path)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    inventory = json.loads(result.stdout)
+    assert inventory["loadgen"]["hosts"] == ["loadgen-1", "loadgen-2"]
+    hostvars = inventory["_meta"]["hostvars"]
+    assert hostvars["runner-1"]["ansible_host"] == "10.0.1.10"
+    assert hostvars["launch-1"]["deploy_environment"] == "staging"  # group_vars of the folder apply
+
+
+def test_inventory_without_the_output_says_what_is_missing(tmp_path: Path):
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"clusterName": "x"}))
+    result = subprocess.run([sys.executable, str(ANSIBLE_DIR / "inventories" / "production" / "hosts.py"), "--list"],
+                            env={**ENV, "PULUMI_OUTPUTS_FILE": str(outputs)}, capture_output=True, text=True)
+    assert result.returncode != 0 and "ansibleInventory" in result.stderr
