@@ -18,6 +18,7 @@ from chatwizard.audit.routes import router as audit_router
 from chatwizard.calendar.routes import router as calendar_router
 from chatwizard.chat.routes import router as chat_router
 from chatwizard.core import metrics
+from chatwizard.core.crypto import NO_RING, FieldKeyError
 from chatwizard.core.observability import RequestMiddleware, configure_logging, init_sentry
 from chatwizard.core.responses import SafeJSONResponse
 from chatwizard.core.services import Services
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.field_keys is None:  # personal text is never written unencrypted (core/crypto.py)
+            raise FieldKeyError(NO_RING)
         services = app.state.services = await Services.start(settings)
         metrics.BUILD_INFO.labels(version("chatwizard")).set(1)
         sweeper = asyncio.create_task(services.activity.run())
