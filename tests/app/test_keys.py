@@ -174,6 +174,15 @@ async def test_a_free_account_holds_at_most_five_active_keys_and_a_rotation_may_
         assert (await client.post(f"/v1/keys/{second}/rotate")).status_code == 201
 
 
+async def test_concurrent_mints_cannot_pass_the_bound_together(app_server: AppServer, make_user):
+    user = await make_user("free")  # one key already
+    async with app_server.client(user.key) as client:
+        made = await asyncio.gather(*(client.post("/v1/keys", json={"name": f"racer {i}"}) for i in range(12)))
+        held = len([k for k in (await client.get("/v1/keys")).json() if k["revoked_at"] is None])
+    assert sorted(r.status_code for r in made) == [201] * 4 + [409] * 8
+    assert held == 5
+
+
 async def ask(ws: Any, question: str) -> list[dict[str, Any]]:
     await ws.send(json.dumps({"question": question}))
     frames = [json.loads(await ws.recv())]
@@ -212,7 +221,7 @@ async def test_an_open_websocket_closes_within_seconds_when_its_key_stops_workin
     key, row = await accounts.create_key(db, user.id, "socket", expires_at=expires_at)
     url = app_server.base_url.replace("http", "ws") + "/v1/chat/ws"
     async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}) as ws:
-        assert (await ask(ws, "How do I make a 2D platformer in Unity?"))[-1]["type"] == "done"
+        assert (await ask(ws, "Which video shows a pressure plate door in Minecraft?"))[-1]["type"] == "done"
         closing = asyncio.create_task(closed_at(ws))  # listening from now on, so the close is timed as it comes
         stopped = await end(app_server, db, user, row["id"])
         when, code = await asyncio.wait_for(closing, timeout=15)

@@ -73,16 +73,16 @@ async def chat_ws(websocket: WebSocket, services: ServicesDep) -> None:
     Each question counts against your rate limit (an error frame with status 429 past it); the socket
     closes (code 1008) within seconds of its key being revoked, expiring or its account being erased."""
     await websocket.accept()
-    turns = asyncio.create_task(answer_questions(websocket, services))
-    key = asyncio.create_task(until_key_stops(websocket))
-    done, _ = await asyncio.wait({turns, key}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (turns, key):
+    # Both end with why the key stopped working, or None (the client left).
+    tasks = [asyncio.create_task(answer_questions(websocket, services)),
+             asyncio.create_task(until_key_stops(websocket))]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-            await task
-    if key in done and not key.cancelled() and key.exception() is None:
+    await asyncio.wait(tasks)
+    if reason := next(filter(None, [t.result() for t in done]), None):  # result() re-raises a failure
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may be gone already
-            await websocket.close(status.WS_1008_POLICY_VIOLATION, reason=key.result())
+            await websocket.close(status.WS_1008_POLICY_VIOLATION, reason=reason)
 
 
 def error_frame(refused: HTTPException) -> dict[str, Any]:
@@ -93,8 +93,9 @@ def error_frame(refused: HTTPException) -> dict[str, Any]:
     return frame
 
 
-async def answer_questions(websocket: WebSocket, services: Services) -> None:
-    """The socket's turns until the client leaves; each question is authenticated and counted anew."""
+async def answer_questions(websocket: WebSocket, services: Services) -> str | None:
+    """The socket's turns until the client leaves (None) or its key stops working (why); each question
+    is authenticated and counted anew."""
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             try:
@@ -109,7 +110,7 @@ async def answer_questions(websocket: WebSocket, services: Services) -> None:
             except HTTPException as refused:
                 await send(websocket, error_frame(refused))
                 if refused.status_code == 401:
-                    return
+                    return str(refused.detail)
                 continue
             try:
                 async for kind, data in service.chat_events(services, principal, request.question,
@@ -118,6 +119,7 @@ async def answer_questions(websocket: WebSocket, services: Services) -> None:
                                               else {"type": kind, "data": data})
             except service.ConversationNotFound:
                 await send(websocket, {"type": "error", "status": 404, "detail": "no such conversation"})
+    return None
 
 
 @router.get("/v1/conversations")
