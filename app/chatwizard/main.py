@@ -18,7 +18,7 @@ from chatwizard.audit.routes import router as audit_router
 from chatwizard.calendar.routes import router as calendar_router
 from chatwizard.chat.routes import router as chat_router
 from chatwizard.core import metrics
-from chatwizard.core.crypto import NO_RING, FieldKeyError
+from chatwizard.core.crypto import NO_RING, FieldKeyError, parse_ring
 from chatwizard.core.observability import RequestMiddleware, configure_logging, init_sentry
 from chatwizard.core.responses import SafeJSONResponse
 from chatwizard.core.services import Services
@@ -42,8 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.field_keys is None:  # personal text is never written unencrypted (core/crypto.py)
-            raise FieldKeyError(NO_RING)
+        if not parse_ring(settings.field_keys.get_secret_value() if settings.field_keys else ""):
+            raise FieldKeyError(NO_RING)  # personal text is never written unencrypted (core/crypto.py)
         services = app.state.services = await Services.start(settings)
         metrics.BUILD_INFO.labels(version("chatwizard")).set(1)
         sweeper = asyncio.create_task(services.activity.run())

@@ -105,8 +105,7 @@ def test_without_a_ring_the_cli_refuses_to_write_an_address_and_the_app_to_start
     assert created.returncode == 2 and "CHATWIZARD_FIELD_KEYS is not set" in created.stderr, created
     assert "cwk_" not in created.stdout
     assert databases.primary.psql(f"SELECT count(*) FROM users WHERE email = '{email}'") == "0"
-    server_env = app_env(databases, redis_node, fake_llm, tmp_path)
-    server_env.pop("CHATWIZARD_FIELD_KEYS")
+    server_env = app_env(databases, redis_node, fake_llm, tmp_path, CHATWIZARD_FIELD_KEYS="")  # set, but empty
     with pytest.raises(RuntimeError, match="CHATWIZARD_FIELD_KEYS is not set"):  # start_server raises the log
         stop_process(start_server(server_env, tmp_path).process)
 
