@@ -158,7 +158,7 @@ def reencrypt() -> None:
     """After a key rotation: rewrite personal text under the first key of CHATWIZARD_FIELD_KEYS, so
     older keys can leave the ring. Safe beside live traffic and to run again; run it once every pod
     has the new ring."""
-    from chatwizard.core.crypto import FieldCipher, FieldKeyError
+    from chatwizard.core.crypto import FieldCipher
     from chatwizard.privacy.reencrypt import Rewritten
     from chatwizard.privacy.reencrypt import reencrypt as rewrite
 
@@ -172,11 +172,7 @@ def reencrypt() -> None:
         finally:
             await conn.close()
 
-    try:
-        outcome = asyncio.run(work())
-    except FieldKeyError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    outcome = asyncio.run(work())
     for column, result in outcome.items():
         lost = ", ".join(f"{n} under {version}" for version, n in sorted(result.unreadable.items()))
         typer.echo(f"{column}: {result.rewritten} re-encrypted under {cipher.current}"
@@ -222,20 +218,24 @@ def keys_create(
     name: Annotated[str, typer.Option(help="which client this key is for")] = "cli",
     tier: Annotated[str, typer.Option(help="free, pro, admin or service (new users)")] = "free",
 ) -> None:
-    """Create an API key and print it once."""
+    """Create an API key and print it once (within the tier's bound on active keys)."""
     from chatwizard.accounts import service
 
     async def work(s: Services) -> str:
-        async def create(conn: asyncpg.Connection) -> str:
+        async def find_or_create(conn: asyncpg.Connection) -> UUID:
             user_id = await service.find_user(conn, s.cipher, email)
-            if user_id is None:
-                user_id = (await service.create_user(conn, s.cipher, email, tier))["id"]
-            key, _ = await service.create_key(conn, user_id, name)
-            return key
+            return user_id or (await service.create_user(conn, s.cipher, email, tier))["id"]
 
-        return await s.db.write(create)
+        user_id = await s.db.write(find_or_create)
+        minted = await service.mint_key(s, None, user_id, name, scopes=[], expires_at=None)
+        assert minted is not None  # the user was found or created just now
+        return minted[0]
 
-    typer.echo(with_services(work))
+    try:
+        typer.echo(with_services(work))
+    except service.KeyRefused as refused:
+        typer.echo(f"error: {refused.detail}", err=True)
+        raise typer.Exit(1) from None
 
 
 @keys_app.command("list")
@@ -280,5 +280,11 @@ def apidocs(
 
 
 def main() -> None:
+    from chatwizard.core.crypto import FieldKeyError
+
     configure_logging(get_settings(), stream=sys.stderr)
-    app()
+    try:
+        app()
+    except FieldKeyError as exc:  # no ring, or a value under a key not in it: say so, write nothing
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None

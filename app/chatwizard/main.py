@@ -20,6 +20,7 @@ from chatwizard.audit.routes import router as audit_router
 from chatwizard.calendar.routes import router as calendar_router
 from chatwizard.chat.routes import router as chat_router
 from chatwizard.core import metrics
+from chatwizard.core.crypto import NO_RING, FieldKeyError, parse_ring
 from chatwizard.core.logs import configure_logging
 from chatwizard.core.observability import RequestMiddleware, init_sentry
 from chatwizard.core.responses import SafeJSONResponse
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not parse_ring(settings.field_keys.get_secret_value() if settings.field_keys else ""):
+            raise FieldKeyError(NO_RING)  # personal text is never written unencrypted (core/crypto.py)
         routes = [(r.path_format, m) for r in app.routes if isinstance(r, APIRoute) for m in r.methods]
         metrics.init_series(routes)
         services = app.state.services = await Services.start(settings)

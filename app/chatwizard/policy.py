@@ -111,8 +111,7 @@ async def authorize(connection: HTTPConnection) -> None:
                                detail={"reason": failure.detail})
             await limiter.check(limiter.auth_failures, "auth_failure", address)  # 429 once guessing persists
             raise
-        connection.state.rate_limit = await limiter.check(limiter.tiers[principal.tier], "key",
-                                                          str(principal.key_id))
+        connection.state.rate_limit = await limiter.check_user(principal.tier, principal.user_id)
     except HTTPException as refused:
         if refused.status_code == 429:
             await audit.record(services, "rate_limited", "denied", connection=connection,
@@ -130,6 +129,17 @@ async def authorize(connection: HTTPConnection) -> None:
         await audit.record(services, "scope_denied", "denied", connection=connection, principal=principal,
                            target=path, detail={"needs": scope})
         raise HTTPException(403, detail=f"this API key's scopes do not include '{scope}'")
+
+
+async def count_question(connection: HTTPConnection, principal: Principal) -> None:
+    """Count a question that arrives on an open WebSocket as one request of its user (429s audited)."""
+    services = connection.app.state.services
+    try:
+        await services.limiter.check_user(principal.tier, principal.user_id)
+    except HTTPException:
+        await audit.record(services, "rate_limited", "denied", connection=connection, principal=principal,
+                           target=connection.scope["path"])
+        raise
 
 
 async def current_principal(connection: HTTPConnection) -> Principal:

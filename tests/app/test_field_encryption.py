@@ -1,10 +1,13 @@
-"""Chat text and e-mail addresses are encrypted at rest with a versioned key: the database holds no
-question, answer or address in plain text, users read theirs as usual, addresses are still found (blind
-index), and after a key rotation rows under the old key still read."""
+"""Chat text, learning-path and calendar titles and e-mail addresses are encrypted at rest with a
+versioned key: the database holds no question, answer, title or address in plain text, whichever way it
+was written (nothing personal is written without a ring), users read theirs as usual, addresses are
+still found (blind index), and after a key rotation rows under the old key still read."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import subprocess
 import sys
@@ -13,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -71,17 +75,63 @@ async def test_rows_under_the_old_key_read_after_rotation(app_server: AppServer,
 
 
 def test_migrate_encrypts_and_indexes_addresses_written_before(app_server: AppServer, databases: Databases):
-    email = f"legacy-{uuid.uuid4().hex[:8]}@example.com"
-    user = databases.primary.psql(
-        f"INSERT INTO users (email, tier) VALUES ('{email}', 'free') RETURNING id").splitlines()[0]
+    """Before encryption (no index), and without a ring before that was refused (plain text, an index
+    keyed by nothing): `chatwizard migrate` encrypts both and indexes them under the ring."""
+    emails = [f"legacy-{uuid.uuid4().hex[:8]}@example.com" for _ in range(2)]
+    no_key = hashlib.sha256(b"chatwizard blind index\0").digest()  # what a ring of no entries derived
+    ringless_index = hmac.new(no_key, f"users.email\0{emails[1]}".encode(), hashlib.sha256).hexdigest()
+    users = [databases.primary.psql(
+        f"INSERT INTO users (email, email_index, tier) VALUES ('{email}', {index}, 'free') RETURNING id"
+    ).splitlines()[0] for email, index in zip(emails, ["NULL", f"'\\x{ringless_index}'"], strict=True)]
     chatwizard = Path(sys.executable).with_name("chatwizard")
     as_owner = {**app_server.env, "CHATWIZARD_DATABASE_URL": databases.primary.dsn}  # migrations need DDL
     migrated = subprocess.run([chatwizard, "migrate"], env=as_owner, capture_output=True, text=True, check=True)
     assert "encrypted and indexed" in migrated.stdout
-    assert databases.primary.psql(f"SELECT email FROM users WHERE id = '{user}'").startswith("enc:t1:")
-    created = subprocess.run([chatwizard, "keys", "create", "--email", email], env=app_server.env,
-                             capture_output=True, text=True, check=True).stdout.strip()
-    assert databases.primary.psql(f"SELECT count(*) FROM api_keys WHERE user_id = '{user}'") == "1", created[:4]
+    for email, user in zip(emails, users, strict=True):
+        assert databases.primary.psql(f"SELECT email FROM users WHERE id = '{user}'").startswith("enc:t1:")
+        created = subprocess.run([chatwizard, "keys", "create", "--email", email], env=app_server.env,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        assert databases.primary.psql(f"SELECT count(*) FROM api_keys WHERE user_id = '{user}'") == "1", \
+            created[:4]
+
+
+def test_without_a_ring_the_cli_refuses_to_write_an_address_and_the_app_to_start(
+        app_server: AppServer, databases: Databases, redis_node, fake_llm, tmp_path: Path):
+    email = f"ringless-{uuid.uuid4().hex[:8]}@example.com"
+    ringless = {k: v for k, v in app_server.env.items() if k != "CHATWIZARD_FIELD_KEYS"}
+    chatwizard = Path(sys.executable).with_name("chatwizard")
+    created = subprocess.run([chatwizard, "keys", "create", "--email", email], env=ringless,
+                             capture_output=True, text=True)
+    assert created.returncode == 2 and "CHATWIZARD_FIELD_KEYS is not set" in created.stderr, created
+    assert "cwk_" not in created.stdout
+    assert databases.primary.psql(f"SELECT count(*) FROM users WHERE email = '{email}'") == "0"
+    server_env = app_env(databases, redis_node, fake_llm, tmp_path, CHATWIZARD_FIELD_KEYS="")  # set, but empty
+    with pytest.raises(RuntimeError, match="CHATWIZARD_FIELD_KEYS is not set"):  # start_server raises the log
+        stop_process(start_server(server_env, tmp_path).process)
+
+
+async def test_path_and_calendar_titles_are_ciphertext_in_the_database(app_server: AppServer,
+                                                                       databases: Databases, make_user):
+    user = await make_user()
+    secret = uuid.uuid4().hex
+    async with app_server.client(user.key) as client:
+        [video] = (await client.get("/v1/videos/search", params={"q": "unity", "limit": 1})).json()["videos"]
+        path = (await client.post("/v1/paths", json={"title": f"Dad's birthday {secret}",
+                                                     "video_ids": [video["id"]]})).json()
+        starts = "2026-12-24T18:00:00Z"
+        for body in ({"path_id": path["id"]}, {"video_id": video["id"], "title": f"With Sam {secret}"}):
+            assert (await client.post("/v1/calendar/sessions",
+                                      json={**body, "starts_at": starts, "duration_min": 30})).status_code == 201
+        listed = {s["title"] for s in (await client.get("/v1/calendar/sessions")).json()}
+        read = (await client.get(f"/v1/paths/{path['id']}")).json()["title"]
+        feed = httpx.get((await client.post("/v1/calendar/feed")).json()["url"]).text
+    stored_titles = databases.primary.psql(
+        f"SELECT title FROM learning_paths WHERE user_id = '{user.id}' UNION ALL "
+        f"SELECT title FROM calendar_sessions WHERE user_id = '{user.id}'").splitlines()
+    assert len(stored_titles) == 3 and all(t.startswith("enc:t1:") for t in stored_titles), stored_titles
+    assert read == f"Dad's birthday {secret}"
+    assert listed == {f"Dad's birthday {secret}", f"With Sam {secret}"}
+    assert f"With Sam {secret}" in feed and f"Dad's birthday {secret}" in feed
 
 
 def test_a_value_only_opens_in_its_own_column_and_with_a_key_in_the_ring():
@@ -130,6 +180,11 @@ async def test_reencrypt_moves_every_value_to_the_new_key_and_the_old_key_can_go
         await conn.execute("INSERT INTO messages (conversation_id, role, content) "
                            "VALUES ($1, 'user', 'plain'), ($1, 'user', $2)",
                            conversation, lost_key.encrypt("lost", CONTENT))
+        # A path and a session titled before their titles were encrypted: the same job encrypts them.
+        path = await conn.fetchval("INSERT INTO learning_paths (user_id, title) VALUES ($1, 'My plan') "
+                                   "RETURNING id", user["id"])
+        await conn.execute("INSERT INTO calendar_sessions (user_id, path_id, title, starts_at, duration_min) "
+                           "VALUES ($1, $2, 'My plan', now(), 30)", user["id"], path)
 
         first = reencrypt(own_database, f"{new},{old}")
         again = reencrypt(own_database, f"{new},{old}")
@@ -139,6 +194,10 @@ async def test_reencrypt_moves_every_value_to_the_new_key_and_the_old_key_can_go
                "1 under gone" in first.stdout
         assert "conversations.title: 7 re-encrypted" in first.stdout
         assert "users.email: 1 re-encrypted" in first.stdout
+        assert "learning_paths.title: 1 re-encrypted" in first.stdout
+        assert "calendar_sessions.title: 1 re-encrypted" in first.stdout
+        session_title = await conn.fetchval("SELECT title FROM calendar_sessions")
+        assert FieldCipher(new).decrypt(session_title, "calendar_sessions.title") == "My plan"
         assert "messages.content: 0 re-encrypted" in again.stdout  # already done: a re-run changes nothing
         after = FieldCipher(new)  # the old key removed from the ring
         contents = [r["content"] for r in await conn.fetch("SELECT content FROM messages")

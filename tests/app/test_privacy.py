@@ -50,7 +50,7 @@ async def test_erase_leaves_no_row_and_no_redis_key(app_server: AppServer, datab
         answer_keys = store.smembers(f"cw:user:{user.id}:cache")
         assert answer_keys, "the chat should have put an answer in the shared cache"
         [key] = (await client.get("/v1/keys")).json()
-        assert [k for k in store.scan_iter() if key["id"].encode() in k], "their rate-limit window should exist"
+        assert list(store.scan_iter(match=f"cw:rl*{user.id}*")), "their rate-limit window should exist"
         assert (await client.get("/v1/me/export")).status_code == 200  # an audit row that names them
         assert (await client.delete("/v1/me")).status_code == 204
         assert (await client.get("/v1/me")).status_code == 401

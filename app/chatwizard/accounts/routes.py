@@ -8,24 +8,33 @@ from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import EmailStr, Field
+from pydantic import AwareDatetime, EmailStr, Field
 
 from chatwizard.accounts import service
 from chatwizard.audit.service import record
 from chatwizard.core.models import StrictModel
-from chatwizard.core.services import ServicesDep
+from chatwizard.core.security import Principal
+from chatwizard.core.services import Services, ServicesDep
 from chatwizard.policy import CurrentUser, Scope
 
 router = APIRouter(tags=["accounts"])
+# What a key-minting route may refuse besides bad input (accounts.service.check_mint and the key bound).
+MINT_REFUSALS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "the new key would be wider than the calling key (scopes, expiry, tier)"},
+    409: {"description": "the account holds as many active keys as its tier allows"},
+}
 Tier = Literal["free", "pro", "admin", "service"]
 
 
 class KeyCreate(StrictModel):
     name: str = Field(min_length=1, max_length=100)
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = Field(
+        None, description="when the key stops working; a key that expires may only create keys that "
+                          "expire no later than it")
     scopes: list[Scope] = Field(
         default_factory=list, max_length=7,
-        description="limit the key to these parts of the API; empty: everything the tier allows")
+        description="limit the key to these parts of the API; empty: everything the tier allows "
+                    "(a scoped key may only create keys with a subset of its scopes)")
 
 
 class UserCreate(StrictModel):
@@ -52,12 +61,21 @@ class NewKey(KeyInfo):
     key: str = Field(description="the API key; shown only in this response")
 
 
+async def mint(services: Services, principal: Principal, user_id: UUID,
+               body: KeyCreate) -> tuple[str, dict[str, Any]] | None:
+    try:
+        return await service.mint_key(services, principal, user_id, body.name, scopes=list(body.scopes),
+                                      expires_at=body.expires_at)
+    except service.KeyRefused as refused:
+        raise HTTPException(refused.status, detail=refused.detail) from None
+
+
 @router.get("/v1/me")
 async def me(principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """Your account."""
     query = f"SELECT {service.USER_COLUMNS} FROM users WHERE id = $1"
     row = await services.db.read(lambda c: c.fetchrow(query, principal.user_id), fresh=True)
-    return services.cipher.readable(row)
+    return services.cipher.readable(row, "users")
 
 
 @router.get("/v1/keys")
@@ -67,25 +85,29 @@ async def list_my_keys(principal: CurrentUser, services: ServicesDep) -> list[Ke
     return [KeyInfo(**r) for r in rows]
 
 
-@router.post("/v1/keys", status_code=status.HTTP_201_CREATED)
+@router.post("/v1/keys", status_code=status.HTTP_201_CREATED, responses=MINT_REFUSALS)
 async def create_my_key(body: KeyCreate, principal: CurrentUser, services: ServicesDep,
                         request: Request) -> NewKey:
-    """Create another API key for a client; the key is shown only in this response."""
-    if principal.scopes and not (body.scopes and set(body.scopes) <= set(principal.scopes)):
-        raise HTTPException(403, detail="a scoped key may only create keys with a subset of its scopes")
-    key, row = await services.db.write(lambda c: service.create_key(
-        c, principal.user_id, body.name, scopes=list(body.scopes), expires_at=body.expires_at))
+    """Create another API key for a client; the key is shown only in this response. No wider than the
+    calling key (scopes, expiry), and within the tier's bound on active keys (409 past it)."""
+    minted = await mint(services, principal, principal.user_id, body)
+    assert minted is not None  # the caller's own account exists
+    key, row = minted
     await record(services, "key_created", "success", connection=request, principal=principal,
                  target=f"key:{row['id']}")
     return NewKey(key=key, **row)
 
 
-@router.post("/v1/keys/{key_id}/rotate", status_code=status.HTTP_201_CREATED)
+@router.post("/v1/keys/{key_id}/rotate", status_code=status.HTTP_201_CREATED, responses=MINT_REFUSALS)
 async def rotate_my_key(key_id: UUID, principal: CurrentUser, services: ServicesDep,
                         request: Request) -> NewKey:
-    """Replace a key: the new one is shown once; the old one works for the overlap window, then expires."""
+    """Replace a key: the new one (same scopes and expiry) is shown once; the old one works for the overlap
+    window, then expires. A key may only rotate keys no wider than itself."""
     overlap = timedelta(seconds=services.settings.key_rotation_overlap_s)
-    rotated = await service.rotate_key(services, principal.user_id, key_id, overlap)
+    try:
+        rotated = await service.rotate_key(services, principal, key_id, overlap)
+    except service.KeyRefused as refused:
+        raise HTTPException(refused.status, detail=refused.detail) from None
     if rotated is None:
         raise HTTPException(404, detail="no such active key")
     key, row = rotated
@@ -140,20 +162,17 @@ async def admin_list_users(services: ServicesDep, limit: int = 100, offset: int 
     rows = await services.db.read(lambda c: c.fetch(
         f"SELECT {service.USER_COLUMNS} FROM users ORDER BY created_at LIMIT $1 OFFSET $2", limit, offset
     ))
-    return [services.cipher.readable(r) for r in rows]
+    return [services.cipher.readable(r, "users") for r in rows]
 
 
-@router.post("/v1/admin/users/{user_id}/keys", status_code=status.HTTP_201_CREATED)
+@router.post("/v1/admin/users/{user_id}/keys", status_code=status.HTTP_201_CREATED, responses=MINT_REFUSALS)
 async def admin_create_key(user_id: UUID, body: KeyCreate, services: ServicesDep, principal: CurrentUser,
                            request: Request) -> NewKey:
-    """Create a key for a user (admin); shown only in this response."""
-    found = await services.db.write(lambda c: c.fetchval("SELECT 1 FROM users WHERE id = $1", user_id))
-    if not found:
+    """Create a key for a user (admin); shown only in this response. No wider than the calling key."""
+    minted = await mint(services, principal, user_id, body)
+    if minted is None:
         raise HTTPException(404, detail="no such user")
-    key, row = await services.db.write(
-        lambda c: service.create_key(c, user_id, body.name, scopes=list(body.scopes),
-                                     expires_at=body.expires_at)
-    )
+    key, row = minted
     await record(services, "key_created", "success", connection=request, principal=principal,
                  target=f"key:{row['id']}", subject=user_id)
     return NewKey(key=key, **row)

@@ -51,10 +51,11 @@ class SessionCreate(StrictModel):
 async def schedule(body: SessionCreate, principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """Schedule a learning session for a video or one of your paths."""
     async def create(conn: asyncpg.Connection) -> dict[str, Any] | None:
-        title = await queries.target_title(conn, principal.user_id, body.video_id, body.path_id)
+        cipher = services.cipher
+        title = await queries.target_title(conn, cipher, principal.user_id, body.video_id, body.path_id)
         if title is None:
             return None
-        return await queries.create_session(conn, principal.user_id, body, body.title or title)
+        return await queries.create_session(conn, cipher, principal.user_id, body, body.title or title)
 
     session = await services.db.write(create)
     if session is None:
@@ -66,7 +67,8 @@ async def schedule(body: SessionCreate, principal: CurrentUser, services: Servic
 @router.get("/v1/calendar/sessions")
 async def list_sessions(principal: CurrentUser, services: ServicesDep) -> list[dict[str, Any]]:
     """Your scheduled sessions."""
-    return await services.db.read(lambda c: queries.sessions(c, principal.user_id), fresh=True)
+    return await services.db.read(lambda c: queries.sessions(c, services.cipher, principal.user_id),
+                                  fresh=True)
 
 
 @router.delete("/v1/calendar/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -102,7 +104,8 @@ async def revoke_feed(principal: CurrentUser, services: ServicesDep) -> None:
 @router.get("/calendar/{token}.ics", name="calendar_feed", response_class=Response,
             responses={200: {"content": {"text/calendar": {}}}})
 async def calendar_feed(services: ServicesDep, token: FeedToken) -> Response:
-    rows = await services.db.read(lambda c: queries.feed_sessions(c, hash_secret(token)), fresh=True)
+    rows = await services.db.read(lambda c: queries.feed_sessions(c, services.cipher, hash_secret(token)),
+                                  fresh=True)
     if rows is None:
         raise HTTPException(404, detail="no such calendar feed")
     return Response(to_ics(rows), media_type="text/calendar; charset=utf-8",

@@ -10,13 +10,13 @@ import asyncpg
 import orjson
 from uuid6 import uuid7
 
-from chatwizard.core.crypto import ENCRYPTED_COLUMNS, FieldCipher
+from chatwizard.core.crypto import FieldCipher
 
 if TYPE_CHECKING:
     from chatwizard.chat.service import Answer
 
 TITLE_CHARS = 80
-TITLE, CONTENT = ENCRYPTED_COLUMNS["title"], ENCRYPTED_COLUMNS["content"]
+TITLE, CONTENT = "conversations.title", "messages.content"  # in crypto.ENCRYPTED_COLUMNS
 
 
 async def owns_conversation(conn: asyncpg.Connection, user_id: UUID, conversation_id: UUID) -> bool:
@@ -102,9 +102,9 @@ WHERE conversation_id = $1 ORDER BY created_at, role DESC
 """
 
 
-def readable(row: asyncpg.Record, cipher: FieldCipher) -> dict[str, Any]:
-    """A conversation or message row with its encrypted text decrypted and its videos parsed."""
-    out = cipher.readable(row)
+def readable(row: asyncpg.Record, cipher: FieldCipher, table: str) -> dict[str, Any]:
+    """A row of ``table`` with its encrypted text decrypted and its videos parsed."""
+    out = cipher.readable(row, table)
     if isinstance(out.get("videos"), str):
         out["videos"] = orjson.loads(out["videos"])
     return out
@@ -112,7 +112,7 @@ def readable(row: asyncpg.Record, cipher: FieldCipher) -> dict[str, Any]:
 
 async def list_conversations(conn: asyncpg.Connection, cipher: FieldCipher, user_id: UUID,
                              limit: int) -> list[dict[str, Any]]:
-    return [readable(r, cipher) for r in await conn.fetch(CONVERSATIONS, user_id, limit)]
+    return [readable(r, cipher, "conversations") for r in await conn.fetch(CONVERSATIONS, user_id, limit)]
 
 
 async def get_conversation(conn: asyncpg.Connection, cipher: FieldCipher, user_id: UUID,
@@ -124,4 +124,5 @@ async def get_conversation(conn: asyncpg.Connection, cipher: FieldCipher, user_i
     if head is None:
         return None
     messages = await conn.fetch(MESSAGES, conversation_id)
-    return {**readable(head, cipher), "messages": [readable(m, cipher) for m in messages]}
+    return {**readable(head, cipher, "conversations"), "messages": [readable(m, cipher, "messages")
+                                                                   for m in messages]}

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
 
 import structlog
-from fastapi import APIRouter, HTTPException, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Query, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import StreamingResponse
 from pydantic import Field, ValidationError
 
 from chatwizard.chat import queries, service
 from chatwizard.core.models import StrictModel
 from chatwizard.core.responses import SafeJSONResponse, safe_json
-from chatwizard.core.services import ServicesDep
-from chatwizard.policy import CurrentUser
+from chatwizard.core.security import authenticate, until_key_stops
+from chatwizard.core.services import Services, ServicesDep
+from chatwizard.policy import CurrentUser, count_question
 
 router = APIRouter(tags=["chat"])
 log = structlog.get_logger(__name__)
@@ -65,10 +68,35 @@ async def send(websocket: WebSocket, frame: dict[str, Any]) -> None:
 
 
 @router.websocket("/v1/chat/ws")
-async def chat_ws(websocket: WebSocket, principal: CurrentUser, services: ServicesDep) -> None:
-    """Send {"question": ...} frames; receive token frames, then videos, then done. One socket, many turns."""
+async def chat_ws(websocket: WebSocket, services: ServicesDep) -> None:
+    """Send {"question": ...} frames; receive token frames, then videos, then done. One socket, many turns.
+    Each question counts against your rate limit (an error frame with status 429 past it); the socket
+    closes (code 1008) within seconds of its key being revoked, expiring or its account being erased."""
     await websocket.accept()
-    try:
+    # Both end with why the key stopped working, or None (the client left).
+    tasks = [asyncio.create_task(answer_questions(websocket, services)),
+             asyncio.create_task(until_key_stops(websocket))]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks)
+    if reason := next(filter(None, [t.result() for t in done]), None):  # result() re-raises a failure
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may be gone already
+            await websocket.close(status.WS_1008_POLICY_VIOLATION, reason=reason)
+
+
+def error_frame(refused: HTTPException) -> dict[str, Any]:
+    """A refused question as a frame; a 429 says when to ask again, as its Retry-After header would."""
+    frame = {"type": "error", "status": refused.status_code, "detail": refused.detail}
+    if refused.headers and "Retry-After" in refused.headers:
+        frame["retry_after"] = int(refused.headers["Retry-After"])
+    return frame
+
+
+async def answer_questions(websocket: WebSocket, services: Services) -> str | None:
+    """The socket's turns until the client leaves (None) or its key stops working (why); each question
+    is authenticated and counted anew."""
+    with contextlib.suppress(WebSocketDisconnect):
         while True:
             try:
                 request = ChatRequest.model_validate_json(await websocket.receive_text())
@@ -77,14 +105,21 @@ async def chat_ws(websocket: WebSocket, principal: CurrentUser, services: Servic
                                            "detail": exc.errors(include_url=False, include_input=False)})
                 continue
             try:
+                principal = await authenticate(websocket)  # a revoked key gets no answer, even between checks
+                await count_question(websocket, principal)
+            except HTTPException as refused:
+                await send(websocket, error_frame(refused))
+                if refused.status_code == 401:
+                    return str(refused.detail)
+                continue
+            try:
                 async for kind, data in service.chat_events(services, principal, request.question,
                                                             request.conversation_id, "ws"):
                     await send(websocket, {"type": kind, "text": data} if kind == "token"
                                               else {"type": kind, "data": data})
             except service.ConversationNotFound:
                 await send(websocket, {"type": "error", "status": 404, "detail": "no such conversation"})
-    except WebSocketDisconnect:
-        return
+    return None
 
 
 @router.get("/v1/conversations")

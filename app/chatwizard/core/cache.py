@@ -8,6 +8,9 @@ Hot entries (API key lookups, popular answers) are also kept in process memory f
 the *near cache*, which saves a Redis round trip per request. It stays coherent because every
 delete is published on one channel that each process listens to; while a process is not subscribed
 (Redis down, reconnecting) it does not use its near cache at all, so no invalidation can be missed.
+The same channel wakes whoever watches a key (an open WebSocket watches its API key's lookup entry,
+so a revocation in any process ends it); losing or regaining the subscription wakes every watcher,
+since a delete may have gone unheard.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import orjson
@@ -57,6 +60,7 @@ class Cache:
         self.listening = False
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
+        self.watchers: dict[str, set[asyncio.Event]] = {}
 
     def start_listening(self) -> None:
         self._listener = asyncio.create_task(self._listen())
@@ -73,19 +77,40 @@ class Cache:
                         continue
                     if message["type"] == "subscribe":
                         self.listening = True
+                        self.wake(*self.watchers)
                     elif message["type"] == "message":
                         self.near_generation += 1
                         for key in orjson.loads(message["data"]):
                             self.near.pop(key, None)
+                            self.wake(key)
             except (RedisError, OSError, ValueError):  # ValueError: a message that is not a JSON list
                 pass
             finally:
+                if self.listening:
+                    self.wake(*self.watchers)
                 self.listening = False
                 self.near.clear()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
             if not self._closing:
                 await asyncio.sleep(self.settings.redis_retry_interval_s)
+
+    @contextlib.contextmanager
+    def watch(self, key: str) -> Iterator[asyncio.Event]:
+        """An event set when any process deletes ``key`` (or one may have, unheard); the watcher clears it."""
+        event = asyncio.Event()
+        self.watchers.setdefault(key, set()).add(event)
+        try:
+            yield event
+        finally:
+            self.watchers[key].discard(event)
+            if not self.watchers[key]:
+                del self.watchers[key]
+
+    def wake(self, *keys: str) -> None:
+        for key in keys:
+            for event in self.watchers.get(key, ()):
+                event.set()
 
     @property
     def near_usable(self) -> bool:

@@ -1,4 +1,5 @@
-"""Field-level encryption of personal text (chat messages, conversation titles, e-mail addresses) with
+"""Field-level encryption of personal text (chat messages, conversation, learning-path and calendar titles,
+e-mail addresses) with
 a versioned key ring, so a key can be rotated while rows written under older keys stay readable.
 E-mail lookups use a blind index: an HMAC of the normalised address under a key derived from the
 ring's oldest entry.
@@ -7,8 +8,9 @@ ring's oldest entry.
 first entry encrypts, every entry decrypts. Values are AES-256-GCM with a random 96-bit nonce and the
 column's name as associated data (a value copied into another column does not decrypt), stored as
 ``enc:<version>:<base64 nonce+ciphertext>``. Text without that prefix predates encryption and is
-returned as is. Without a ring (development and tests only; settings refuse that in staging and
-production) values are stored in plain text.
+returned as is (``chatwizard reencrypt`` encrypts it). Without a ring nothing personal is written at
+all: encrypting (and the blind index) refuse, so no row is ever stored in plain text because of the
+way it was created (the app refuses to start without a ring; the CLI says what is missing).
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 PREFIX = "enc:"
 NONCE_BYTES = 12
-# Encrypted columns by the name they are selected under, and the field name bound to their values.
-ENCRYPTED_COLUMNS = {"title": "conversations.title", "content": "messages.content", "email": "users.email"}
+# Encrypted columns as table.column, which is also the associated data bound to their values.
+ENCRYPTED_COLUMNS = ("users.email", "conversations.title", "messages.content", "learning_paths.title",
+                     "calendar_sessions.title")
+NO_RING = ("CHATWIZARD_FIELD_KEYS is not set: personal data is never stored unencrypted; make a ring "
+           "with `chatwizard field-key v1` (the local estate keeps one in .estate/field-keys)")
 
 
 class FieldKeyError(ValueError):
@@ -63,26 +68,29 @@ class FieldCipher:
 
     def blind_index(self, value: str, field: str) -> bytes:
         """Keyed hash of the normalised value: equality lookups and uniqueness on an encrypted column."""
+        if self.current is None:
+            raise FieldKeyError(NO_RING)
         normal = value.strip().lower()
         return hmac.new(self.index_key, f"{field}\0{normal}".encode(), hashlib.sha256).digest()
 
-    def readable(self, row: Any) -> dict[str, Any]:
-        """A row with its encrypted columns (by ENCRYPTED_COLUMNS name) decrypted."""
+    def readable(self, row: Any, table: str) -> dict[str, Any]:
+        """A row of ``table`` with its encrypted columns decrypted."""
         out = dict(row)
-        for column, field in ENCRYPTED_COLUMNS.items():
-            if isinstance(out.get(column), str):
+        for field in ENCRYPTED_COLUMNS:
+            owner, _, column = field.partition(".")
+            if owner == table and isinstance(out.get(column), str):
                 out[column] = self.decrypt(out[column], field)
         return out
 
     def encrypt(self, text: str, field: str) -> str:
         if self.current is None:
-            return text
+            raise FieldKeyError(NO_RING)
         nonce = os.urandom(NONCE_BYTES)
         sealed = self.keys[self.current].encrypt(nonce, text.encode(), field.encode())
         return f"{PREFIX}{self.current}:{base64.b64encode(nonce + sealed).decode()}"
 
     def decrypt(self, value: str, field: str) -> str:
-        if not value.startswith(PREFIX) or not self.keys:  # no ring: nothing was encrypted
+        if not value.startswith(PREFIX):  # written before encryption
             return value
         version, _, encoded = value.removeprefix(PREFIX).partition(":")
         key = self.keys.get(version)

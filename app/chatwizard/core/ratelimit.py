@@ -1,9 +1,10 @@
 """Rate limits: moving windows in Redis (one atomic Lua script), per process without it.
 
-Per API key by tier (free: 100 requests/hour, the seed's figure), per client address for the public
-calendar feed, and a tighter per-address limit on failed authentication. When Redis is unreachable
-each process enforces the same limits in memory (the `limits` library): looser across many
-processes, never unlimited.
+Per user by tier (free: 100 requests/hour, the seed's figure), over all the user's keys and every
+channel: a REST call, an SSE stream and each question on a WebSocket count one each. Per client
+address for the public calendar feed, and a tighter per-address limit on failed authentication. When
+Redis is unreachable each process enforces the same limits in memory (the `limits` library): looser
+across many processes, never unlimited.
 
 The Redis side is our own script rather than `limits`' because that library needs two round trips
 per request (``hit``, then ``get_window_stats`` for the RateLimit headers); this script does both in
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from uuid import UUID
 
 from fastapi import HTTPException
 from limits import RateLimitItem, parse
@@ -125,6 +127,10 @@ class RateLimiter:
         allowed = await self.local.hit(item, *identity)
         reset, remaining = await self.local.get_window_stats(item, *identity)
         return Verdict(allowed, item.amount, remaining, max(1, int(reset - time.time())))
+
+    async def check_user(self, tier: str, user_id: UUID) -> Verdict:
+        """Count one request or question of a user (whichever key and channel it came by)."""
+        return await self.check(self.tiers[tier], "user", str(user_id))
 
     async def check(self, item: RateLimitItem, scope: str, *identity: str) -> Verdict:
         """Count one request; raise 429 (with Retry-After and RateLimit headers) past the limit."""

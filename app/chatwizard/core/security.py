@@ -11,6 +11,8 @@ from it is refused at run time and fails the route-matrix test.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
 import secrets
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+import asyncpg
 from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection
 
@@ -68,6 +71,7 @@ class Principal:
     tier: str
     key_id: UUID
     scopes: tuple[str, ...]
+    expires_at: datetime | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -121,9 +125,35 @@ async def authenticate(connection: HTTPConnection) -> Principal:
     problem = key_state(record)
     if problem:
         raise unauthorized(problem)
-    principal = Principal(record["user_id"], record["tier"], record["key_id"], tuple(record["scopes"]))
+    principal = Principal(record["user_id"], record["tier"], record["key_id"], tuple(record["scopes"]),
+                          record["expires_at"])
     connection.state.principal = principal
     return principal
+
+
+async def until_key_stops(connection: HTTPConnection) -> str:
+    """Wait while the connection's key keeps working, and return why it stopped (revoked, expired, gone).
+
+    For long-lived connections (WebSockets): the key is checked again whenever its lookup entry is deleted
+    in any process (revocation, rotation, erasure, a tier change: a pub/sub delivery away) and when it
+    expires; each check refreshes ``connection.state.principal``."""
+    from chatwizard.accounts import service as accounts
+
+    services = connection.app.state.services
+    with services.cache.watch(accounts.key_cache(hash_secret(bearer_key(connection) or ""))) as changed:
+        while True:
+            expires_at = connection.state.principal.expires_at
+            timeout = None if expires_at is None else (expires_at - datetime.now(UTC)).total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), None if timeout is None else max(0.0, timeout))
+            changed.clear()
+            try:
+                await authenticate(connection)
+            except HTTPException as refused:
+                return str(refused.detail)
+            except (OSError, asyncpg.PostgresError):  # the database is away: check again shortly
+                await asyncio.sleep(1)
+                changed.set()
 
 
 Authenticated = Annotated[Principal, Depends(authenticate)]

@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     redis_pool_max: int = Field(100, ge=1, description="connections per process; a burst beyond it waits")
     redis_retry_interval_s: float = Field(5.0, description="how long to skip Redis after a failure")
 
-    # Rate limits (moving windows, `limits` notation). Per API key by tier; per client address for the
-    # public feed and for failed authentication.
+    # Rate limits (moving windows, `limits` notation). Per user by tier, over all their keys and channels;
+    # per client address for the public feed and for failed authentication.
     rate_limit_free: str = "100/hour"
     rate_limit_pro: str = "10000/hour"
     rate_limit_admin: str = "10000/hour"
@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     rate_limit_auth_failures: str = "20/minute"
 
     key_rotation_overlap_s: int = Field(24 * 3600, ge=0, description="old key's life after a rotation")
+    # Active (unrevoked, unexpired) API keys a user of each tier may hold; a rotation may go one over.
+    max_keys_free: int = Field(5, ge=1)
+    max_keys_pro: int = Field(20, ge=1)
+    max_keys_admin: int = Field(20, ge=1)
+    max_keys_service: int = Field(50, ge=1)
     # Retention (`chatwizard retention`, a daily CronJob): what is older goes; docs/privacy.md.
     retention_chat_days: int = Field(365, ge=1, description="keep questions and answers this long")
     retention_audit_days: int = Field(400, ge=AUDIT_MIN_RETENTION_DAYS,
@@ -171,6 +176,10 @@ class Settings(BaseSettings):
         if self.field_keys is None:
             raise ValueError(f"CHATWIZARD_FIELD_KEYS is required in {self.environment} (docs/security/)")
         return self
+
+    def max_active_keys(self, tier: str) -> int:
+        return {"free": self.max_keys_free, "pro": self.max_keys_pro, "admin": self.max_keys_admin,
+                "service": self.max_keys_service}[tier]
 
     @property
     def llm_mode(self) -> Literal["openai", "local"]:

@@ -7,6 +7,9 @@ from uuid import UUID
 
 import asyncpg
 
+from chatwizard.core.crypto import FieldCipher
+
+TITLE = "learning_paths.title"  # in crypto.ENCRYPTED_COLUMNS: the learner's own words
 
 class UnknownVideos(ValueError):
     def __init__(self, ids: list[str]) -> None:
@@ -35,14 +38,15 @@ WHERE pv.path_id = $1 ORDER BY pv.position
 """
 
 
-async def create(conn: asyncpg.Connection, user_id: UUID, title: str, video_ids: list[str]) -> UUID:
+async def create(conn: asyncpg.Connection, cipher: FieldCipher, user_id: UUID, title: str,
+                 video_ids: list[str]) -> UUID:
     known = {r["id"] for r in await conn.fetch("SELECT id FROM videos WHERE id = ANY($1)", video_ids)}
     missing = [v for v in video_ids if v not in known]
     if missing:
         raise UnknownVideos(missing)
     path_id = await conn.fetchval(
-        "INSERT INTO learning_paths (user_id, title) VALUES ($1, $2) RETURNING id", user_id, title
-    )
+        "INSERT INTO learning_paths (user_id, title) VALUES ($1, $2) RETURNING id", user_id,
+        cipher.encrypt(title, TITLE))
     await set_order(conn, path_id, video_ids, fresh=True)
     return path_id
 
@@ -66,12 +70,15 @@ async def video_ids(conn: asyncpg.Connection, user_id: UUID, path_id: UUID) -> l
         "SELECT video_id FROM learning_path_videos WHERE path_id = $1 ORDER BY position", path_id)]
 
 
-async def list_for(conn: asyncpg.Connection, user_id: UUID) -> list[dict[str, Any]]:
-    return [dict(r) for r in await conn.fetch(PATH_SUMMARY.format(extra=""), user_id)]
+async def list_for(conn: asyncpg.Connection, cipher: FieldCipher, user_id: UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(PATH_SUMMARY.format(extra=""), user_id)
+    return [cipher.readable(r, "learning_paths") for r in rows]
 
 
-async def get(conn: asyncpg.Connection, user_id: UUID, path_id: UUID) -> dict[str, Any] | None:
+async def get(conn: asyncpg.Connection, cipher: FieldCipher, user_id: UUID,
+              path_id: UUID) -> dict[str, Any] | None:
     head = await conn.fetchrow(PATH_SUMMARY.format(extra="AND p.id = $2"), user_id, path_id)
     if head is None:
         return None
-    return {**dict(head), "items": [dict(r) for r in await conn.fetch(PATH_VIDEOS, path_id, user_id)]}
+    items = [dict(r) for r in await conn.fetch(PATH_VIDEOS, path_id, user_id)]
+    return {**cipher.readable(head, "learning_paths"), "items": items}

@@ -47,23 +47,25 @@ async def create_path(body: PathCreate, principal: CurrentUser, services: Servic
     """Create a learning path from catalogue videos, in order."""
     try:
         path_id = await services.db.write(
-            lambda c: queries.create(c, principal.user_id, body.title, body.video_ids)
+            lambda c: queries.create(c, services.cipher, principal.user_id, body.title, body.video_ids)
         )
     except queries.UnknownVideos as exc:
         raise HTTPException(422, detail=f"unknown video ids: {', '.join(exc.ids)}") from None
-    return await services.db.write(lambda c: queries.get(c, principal.user_id, path_id))
+    return await services.db.write(lambda c: queries.get(c, services.cipher, principal.user_id, path_id))
 
 
 @router.get("/v1/paths")
 async def list_paths(principal: CurrentUser, services: ServicesDep) -> list[dict[str, Any]]:
     """Your learning paths with progress in percent."""
-    return await services.db.read(lambda c: queries.list_for(c, principal.user_id), fresh=True)
+    return await services.db.read(lambda c: queries.list_for(c, services.cipher, principal.user_id),
+                                  fresh=True)
 
 
 @router.get("/v1/paths/{path_id}")
 async def get_path(path_id: UUID, principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """One of your learning paths with its videos and your progress."""
-    found = await services.db.read(lambda c: queries.get(c, principal.user_id, path_id), fresh=True)
+    found = await services.db.read(lambda c: queries.get(c, services.cipher, principal.user_id, path_id),
+                                   fresh=True)
     if found is None:
         raise path_not_found()
     return found
@@ -80,7 +82,7 @@ async def reorder_path(path_id: UUID, body: PathOrder, principal: CurrentUser,
         if sorted(current) != sorted(body.video_ids):
             raise HTTPException(422, detail="video_ids must list exactly the path's current videos")
         await queries.set_order(conn, path_id, body.video_ids)
-        return await queries.get(conn, principal.user_id, path_id)
+        return await queries.get(conn, services.cipher, principal.user_id, path_id)
 
     found = await services.db.write(reorder)
     if found is None:

@@ -32,7 +32,7 @@ async def reencrypt(conn: asyncpg.Connection, cipher: FieldCipher,
     if cipher.current is None:
         raise FieldKeyError("CHATWIZARD_FIELD_KEYS is not set: there is no key to encrypt with")
     return {column: await reencrypt_column(conn, cipher, column, batch_rows)
-            for column in ENCRYPTED_COLUMNS.values()}
+            for column in ENCRYPTED_COLUMNS}
 
 
 async def reencrypt_column(conn: asyncpg.Connection, cipher: FieldCipher, column: str,

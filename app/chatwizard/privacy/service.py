@@ -22,7 +22,9 @@ from chatwizard.core.crypto import FieldCipher
 from chatwizard.core.ratelimit import KEY_PREFIX
 from chatwizard.core.services import Services
 
-ENCRYPTED_SECTIONS = {"account", "conversations", "messages"}  # they hold field-encrypted columns
+# The sections holding field-encrypted columns, and their tables.
+ENCRYPTED_SECTIONS = {"account": "users", "conversations": "conversations", "messages": "messages",
+                      "learning_paths": "learning_paths", "calendar_sessions": "calendar_sessions"}
 EXPORT_QUERIES = {
     "account": "SELECT id, email, tier, created_at FROM users WHERE id = $1",
     "api_keys": "SELECT id, name, display_hint, scopes, created_at, expires_at, last_used_at, revoked_at "
@@ -51,7 +53,7 @@ EXPORT_QUERIES = {
 async def export(conn: asyncpg.Connection, cipher: FieldCipher, user_id: UUID) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for section, sql in EXPORT_QUERIES.items():
-        rows = [readable(r, cipher) if section in ENCRYPTED_SECTIONS else dict(r)
+        rows = [readable(r, cipher, ENCRYPTED_SECTIONS[section]) if section in ENCRYPTED_SECTIONS else dict(r)
                 for r in await conn.fetch(sql, user_id)]
         for row in rows:
             for column in ("videos", "detail"):  # jsonb arrives as text
@@ -66,7 +68,7 @@ async def export(conn: asyncpg.Connection, cipher: FieldCipher, user_id: UUID) -
 async def erase(services: Services, user_id: UUID) -> bool:
     """Delete the user and all that derives from them, in Postgres and in Redis."""
     keys = await services.db.write(lambda c: c.fetch(
-        "SELECT id, key_hash FROM api_keys WHERE user_id = $1", user_id))
+        "SELECT key_hash FROM api_keys WHERE user_id = $1", user_id))
 
     async def delete(conn: asyncpg.Connection) -> bool:
         deleted = bool(await conn.fetchval("DELETE FROM users WHERE id = $1 RETURNING true", user_id))
@@ -77,21 +79,19 @@ async def erase(services: Services, user_id: UUID) -> bool:
     deleted = await services.db.write(delete)
     if not deleted:
         return False
-    await _erase_redis(services, str(user_id), [str(k["id"]) for k in keys],
-                       [f"cw:key:{k['key_hash'].hex()}" for k in keys])
+    await _erase_redis(services, str(user_id), [f"cw:key:{k['key_hash'].hex()}" for k in keys])
     return True
 
 
-async def _erase_redis(services: Services, user: str, key_ids: list[str], lookup_keys: list[str]) -> None:
+async def _erase_redis(services: Services, user: str, lookup_keys: list[str]) -> None:
     async def run(r: Any) -> list[str]:
         owned = [m.decode() for m in await r.smembers(user_cache_set(UUID(user)))]
         answers = [m for m in owned if "#" not in m]
         for entry in (m for m in owned if "#" in m):
             stream, entry_id = entry.split("#", 1)
             await r.xdel(stream, entry_id)
-        limits = []
-        for key_id in key_ids:  # the rate-limit windows of each of their keys
-            limits += [k.decode() async for k in r.scan_iter(match=f"{KEY_PREFIX}*{key_id}*")]
+        # Their rate-limit windows (counted per user, over all their keys).
+        limits = [k.decode() async for k in r.scan_iter(match=f"{KEY_PREFIX}*{user}*")]
         await r.zrem(LAST_SEEN, user)
         await r.zrem(STARTED, user)
         return [*answers, *limits, user_cache_set(UUID(user))]
