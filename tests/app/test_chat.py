@@ -46,9 +46,11 @@ async def test_llm_calls_add_no_log_lines_of_their_own(app_server: AppServer, ma
 
 
 async def test_paraphrase_is_served_by_the_semantic_cache(app_server: AppServer, make_user):
-    user = await make_user()
+    """Once as many learners as the semantic cache needs (3) have asked the same words."""
+    for user in [await make_user() for _ in range(3)]:
+        async with app_server.client(user.key) as client:
+            await client.post("/v1/chat", json={"question": "How do I save player data with DataStores in Roblox?"})
     async with app_server.client(user.key) as client:
-        await client.post("/v1/chat", json={"question": "How do I save player data with DataStores in Roblox?"})
         paraphrase = await client.post(
             "/v1/chat", json={"question": "how can I save the player's data using datastores in roblox"})
     assert paraphrase.headers["X-Cache"] == "semantic", paraphrase.json()

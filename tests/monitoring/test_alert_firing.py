@@ -69,7 +69,8 @@ def monitoring(app_server: AppServer, databases: Databases, redis_node, tmp_path
     probe_user = asyncio.run(make_user("pro"))
     targets = Targets(app_server.metrics_url.split("/")[2], app_server.base_url, databases.primary.dsn,
                       f"127.0.0.1:{redis_node.port}", probe_user.key,
-                      webhook_url=f"http://127.0.0.1:{server.server_address[1]}/alerts")
+                      webhook_url=f"http://127.0.0.1:{server.server_address[1]}/alerts",
+                      redis_password=redis_node.password)
     stops = start_monitoring(tmp_path / "monitoring", ports, targets)
     yield
     for _, stop in stops:
