@@ -18,7 +18,12 @@ QUESTION = "How do I script a door that opens in Roblox Studio?"
 async def test_chat_answers_with_videos_then_serves_repeat_from_cache(app_server: AppServer, make_user):
     user = await make_user()
     async with app_server.client(user.key) as client:
+        misses = metric_value(app_server.metrics(), "chatwizard_cache_requests_total", cache="exact",
+                              result="miss")
         first = await client.post("/v1/chat", json={"question": "How can I make a leaderboard in Roblox?"})
+        # One exact lookup per chat, so hits / exact lookups (the hit-rate rules) is hits per chat.
+        assert metric_value(app_server.metrics(), "chatwizard_cache_requests_total", cache="exact",
+                            result="miss") == misses + 1
         before = metric_value(app_server.metrics(), "chatwizard_cache_requests_total", cache="exact",
                               result="hit")
         again = await client.post("/v1/chat", json={"question": "how can i make a LEADERBOARD in roblox"})

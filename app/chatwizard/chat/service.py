@@ -103,18 +103,19 @@ def opener(services: Services, key: str) -> Callable[[Any], dict[str, Any] | Non
     return unseal
 
 
-async def cached_answer(services: Services, principal: Principal, version: int, norm: str,
-                        embedding: list[float] | None) -> Answer | None:
+async def exact_answer(services: Services, principal: Principal, version: int, norm: str) -> Answer | None:
     key = answer_key(services, version, norm)
     exact = await services.cache.get_json(key, near=True, parse=opener(services, key))
-    if exact is not None:
-        metrics.CACHE_REQUESTS.labels("exact", "hit").inc()
-        if not exact["shared"]:
-            await count_asker(services, principal, version, norm, key, exact, None, [])
-        return Answer(exact["text"], exact["videos"], exact["source"], cache="exact")
-    metrics.CACHE_REQUESTS.labels("exact", "miss").inc()
-    if embedding is None:
+    if exact is None:
+        metrics.CACHE_REQUESTS.labels("exact", "miss").inc()
         return None
+    metrics.CACHE_REQUESTS.labels("exact", "hit").inc()
+    if not exact["shared"]:
+        await count_asker(services, principal, version, norm, key, exact, None, [])
+    return Answer(exact["text"], exact["videos"], exact["source"], cache="exact")
+
+
+async def semantic_answer(services: Services, version: int, embedding: list[float]) -> Answer | None:
     found = await semantic_cache.lookup(services, version, embedding)
     payload = await services.cache.get_json(found[0], parse=opener(services, found[0])) if found else None
     if payload is None or not payload["shared"]:  # only answers enough learners asked for, word for word
@@ -200,11 +201,12 @@ async def chat_events(services: Services, principal: Principal, question: str,
             raise ConversationNotFound(conversation_id)
     norm = videos.normalise(question)
     version = await videos.catalogue_version.get(services)
-    answer = await cached_answer(services, principal, version, norm, None)
+    # One exact lookup per chat: the hit-rate rules divide hits by exact lookups.
+    answer = await exact_answer(services, principal, version, norm)
     embedding = None
     if answer is None:
         embedding = await videos.embed_question(services, norm)
-        answer = await cached_answer(services, principal, version, norm, embedding) if embedding else None
+        answer = await semantic_answer(services, version, embedding) if embedding else None
     first_token_at = None
     if answer is not None:
         first_token_at = time.perf_counter()
