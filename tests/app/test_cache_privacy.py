@@ -88,6 +88,7 @@ async def test_one_learners_words_never_reach_another_and_erasure_takes_every_co
     # nothing ties her user id to readable text.
     assert holding(store, name, street, decrypt=False) == [], "personal text in plain in Redis"
     assert holding(store, name, decrypt=True), "the scan should find her sealed answer (test self-check)"
+    assert 0 < store.ttl(f"cw:user:{alice.id}:cache") <= 24 * 3600, "her index expires with her entries"
     async with app_server.client(alice.key) as client:
         assert (await client.delete("/v1/me")).status_code == 204
     assert holding(store, name, street, decrypt=True) == [], "a copy of her words survived her erasure"
