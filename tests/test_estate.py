@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+import redis
 
 from tests.conftest import free_port, metric_value
 
@@ -67,6 +69,10 @@ def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
         assert f"http://127.0.0.1:{ports['app']}/docs" in summary
         assert f"http://127.0.0.1:{ports['prometheus']}" in summary
         assert re.search(r"Demo API key\s+cwk_\w{36}", summary)
+        password = tmp_path / "state" / "redis-password"
+        assert password.stat().st_mode & 0o777 == 0o600 and password.read_text().strip() not in summary
+        with pytest.raises(redis.AuthenticationError):  # Redis refuses a client without the password
+            redis.Redis(port=ports["redis"]).get("cw:anything")
         first = subprocess.run([*curl_from(summary), "-D", "-"], capture_output=True, text=True, check=True)
         again = subprocess.run([*curl_from(summary), "-D", "-"], capture_output=True, text=True, check=True)
         assert "x-cache: miss" in first.stdout.lower()
@@ -80,6 +86,8 @@ def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
         prometheus = f"http://127.0.0.1:{ports['prometheus']}/api/v1"
         wait_for(lambda: {t["labels"]["job"] for t in httpx.get(f"{prometheus}/targets").json()["data"]["activeTargets"]
                           if t["health"] == "up"} == {"chatwizard", "postgres", "redis", "blackbox"})
+        exporter = httpx.get(f"http://127.0.0.1:{ports['redis-exporter']}/metrics").text
+        assert metric_value(exporter, "redis_up") == 1, "the exporter should log in to Redis"
     finally:
         process.send_signal(signal.SIGINT)
         rest = process.communicate(timeout=90)[0]

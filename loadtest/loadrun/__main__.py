@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from chatwizard.core.crypto import FieldCipher
+from chatwizard.core.settings import Settings
 from fakellm.config import FakeLLMConfig
 from loadrun import k6, report
 from loadrun.estate import PerfEstate, create_learners, perf_estate
@@ -53,12 +54,15 @@ def options() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def warm_up(estate: PerfEstate, key: str) -> None:
-    """Ask each popular question once so the run starts like a service that has been up a while."""
+def warm_up(estate: PerfEstate, keys: list[str]) -> None:
+    """Ask each popular question as enough learners for the semantic cache to share its answer, so the
+    run starts like a service that has been up a while."""
     topics = json.loads((ROOT / "loadtest" / "k6" / "lib" / "topics.json").read_text())
-    with httpx.Client(trust_env=False, timeout=60, headers={"Authorization": f"Bearer {key}"}) as client:
-        for topic in topics:
-            client.post(f"{estate.base_url}/v1/chat", json={"question": topic["question"]}).raise_for_status()
+    for key in keys[:Settings().semantic_cache_min_askers]:
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=estate.base_url, trust_env=False, timeout=60, headers=headers) as client:
+            for topic in topics:
+                client.post("/v1/chat", json={"question": topic["question"]}).raise_for_status()
 
 
 def scrape(estate: PerfEstate) -> str:
@@ -130,7 +134,7 @@ def main() -> None:
         keys = create_learners(estate.primary_dsn, args.users, f"{int(started)}", cipher)
         keys_file = raw / "keys.json"
         keys_file.write_text(json.dumps(keys))
-        warm_up(estate, keys[0])
+        warm_up(estate, keys)
         ladder = None if args.no_ladder else run_ladder(estate, raw, keys_file, console)
         if args.ladder_only:
             keys_file.unlink()

@@ -18,7 +18,12 @@ QUESTION = "How do I script a door that opens in Roblox Studio?"
 async def test_chat_answers_with_videos_then_serves_repeat_from_cache(app_server: AppServer, make_user):
     user = await make_user()
     async with app_server.client(user.key) as client:
+        misses = metric_value(app_server.metrics(), "chatwizard_cache_requests_total", cache="exact",
+                              result="miss")
         first = await client.post("/v1/chat", json={"question": "How can I make a leaderboard in Roblox?"})
+        # One exact lookup per chat, so hits / exact lookups (the hit-rate rules) is hits per chat.
+        assert metric_value(app_server.metrics(), "chatwizard_cache_requests_total", cache="exact",
+                            result="miss") == misses + 1
         before = metric_value(app_server.metrics(), "chatwizard_cache_requests_total", cache="exact",
                               result="hit")
         again = await client.post("/v1/chat", json={"question": "how can i make a LEADERBOARD in roblox"})
@@ -46,9 +51,11 @@ async def test_llm_calls_add_no_log_lines_of_their_own(app_server: AppServer, ma
 
 
 async def test_paraphrase_is_served_by_the_semantic_cache(app_server: AppServer, make_user):
-    user = await make_user()
+    """Once as many learners as the semantic cache needs (3) have asked the same words."""
+    for user in [await make_user() for _ in range(3)]:
+        async with app_server.client(user.key) as client:
+            await client.post("/v1/chat", json={"question": "How do I save player data with DataStores in Roblox?"})
     async with app_server.client(user.key) as client:
-        await client.post("/v1/chat", json={"question": "How do I save player data with DataStores in Roblox?"})
         paraphrase = await client.post(
             "/v1/chat", json={"question": "how can I save the player's data using datastores in roblox"})
     assert paraphrase.headers["X-Cache"] == "semantic", paraphrase.json()

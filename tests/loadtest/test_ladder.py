@@ -14,7 +14,7 @@ from tests.conftest import AppServer
 
 async def test_every_ladder_phase_runs_and_hits_what_it_should(app_server: AppServer, make_user, tmp_path: Path):
     keys = [(await make_user("pro")).key for _ in range(4)]
-    warm_up(app_server, keys[0])  # type: ignore[arg-type]  # it needs only base_url
+    warm_up(app_server, keys)  # type: ignore[arg-type]  # it needs only base_url
     (tmp_path / "keys.json").write_text(json.dumps(keys))
     env = {"BASE_URL": app_server.base_url, "KEYS_FILE": str(tmp_path / "keys.json"), "LADDER_VUS": "4",
            "LADDER_PHASE_S": "3", "K6_NO_USAGE_REPORT": "true"}

@@ -7,16 +7,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
+import orjson
 import structlog
 
 from chatwizard.chat import queries, semantic_cache
 from chatwizard.core import metrics
 from chatwizard.core.batching import GroupCommit
+from chatwizard.core.crypto import FieldKeyError
 from chatwizard.core.llm import LLMUnavailable, Usage
 from chatwizard.core.responses import safe_json
 from chatwizard.core.security import Principal
@@ -74,18 +76,49 @@ def composed_answer(question: str, found: list[dict[str, Any]]) -> str:
             + (f" Then continue with {others}." if others else ""))
 
 
-async def cached_answer(services: Services, version: int, norm: str,
-                        embedding: list[float] | None) -> Answer | None:
-    exact = await services.cache.get_json(answer_key(services, version, norm), near=True)
-    if exact is not None:
-        metrics.CACHE_REQUESTS.labels("exact", "hit").inc()
-        return Answer(exact["text"], exact["videos"], exact["source"], cache="exact")
-    metrics.CACHE_REQUESTS.labels("exact", "miss").inc()
-    if embedding is None:
+# What the shared answer cache may hand to whom (docs/security/threat-model.md, "The shared answer cache"):
+# an answer is generated from its asker's words, so the exact cache serves it only to a question with
+# the same words, and the semantic cache (other words) only once enough distinct learners have asked
+# those words that they are nobody's own. Values are sealed with the field key ring, bound to their key.
+ASKER_FIELD = "cache.askers"  # the blind-index field under which askers are counted, never named
+
+
+def askers_key(key: str) -> str:
+    return f"{key}:askers"
+
+
+def seal(services: Services, key: str, payload: dict[str, Any]) -> str:
+    return services.cipher.encrypt(orjson.dumps(payload).decode(), key)
+
+
+def opener(services: Services, key: str) -> Callable[[Any], dict[str, Any] | None]:
+    """Reads a sealed answer; anything else at the key (a value moved from another key) is a miss."""
+    def unseal(value: Any) -> dict[str, Any] | None:
+        if not isinstance(value, str):
+            return None
+        try:
+            return cast(dict[str, Any], orjson.loads(services.cipher.decrypt(value, key)))
+        except (FieldKeyError, orjson.JSONDecodeError):
+            return None
+    return unseal
+
+
+async def exact_answer(services: Services, principal: Principal, version: int, norm: str) -> Answer | None:
+    key = answer_key(services, version, norm)
+    exact = await services.cache.get_json(key, near=True, parse=opener(services, key))
+    if exact is None:
+        metrics.CACHE_REQUESTS.labels("exact", "miss").inc()
         return None
+    metrics.CACHE_REQUESTS.labels("exact", "hit").inc()
+    if not exact["shared"]:
+        await count_asker(services, principal, version, norm, key, exact, None, [])
+    return Answer(exact["text"], exact["videos"], exact["source"], cache="exact")
+
+
+async def semantic_answer(services: Services, version: int, embedding: list[float]) -> Answer | None:
     found = await semantic_cache.lookup(services, version, embedding)
-    payload = await services.cache.get_json(found[0]) if found else None
-    if payload is None:
+    payload = await services.cache.get_json(found[0], parse=opener(services, found[0])) if found else None
+    if payload is None or not payload["shared"]:  # only answers enough learners asked for, word for word
         metrics.CACHE_REQUESTS.labels("semantic", "miss").inc()
         return None
     metrics.CACHE_REQUESTS.labels("semantic", "hit").inc()
@@ -95,14 +128,63 @@ async def cached_answer(services: Services, version: int, norm: str,
 async def remember_answer(services: Services, principal: Principal, version: int, norm: str,
                           embedding: list[float] | None, answer: Answer) -> None:
     key = answer_key(services, version, norm)
-    payload = {"text": answer.text, "videos": answer.videos, "source": answer.source}
-    if not await services.cache.set_json(key, payload, services.settings.cache_answer_ttl_s):
+    payload = {"text": answer.text, "videos": answer.videos, "source": answer.source, "shared": False}
+    ttl = services.settings.cache_answer_ttl_s
+    if not await services.cache.set_json(key, seal(services, key, payload), ttl):
         return
-    entry = await semantic_cache.remember(services, version, embedding, key) if embedding else None
-    # Remember what this user put in the shared caches, so erasing the user can take it out again.
-    owned = [key] + ([f"{semantic_cache.stream_key(version, services.settings.prompt_version)}#{entry}"]
-                     if entry else [])
-    await services.cache.call("sadd", lambda r: r.sadd(user_cache_set(principal.user_id), *owned), 0)
+    # What this user put in the cache is remembered, so erasing the user can take it out again.
+    owned = [key, videos.embedding_key(services.settings, norm)]
+    await count_asker(services, principal, version, norm, key, payload, embedding, owned)
+
+
+async def count_asker(services: Services, principal: Principal, version: int, norm: str, key: str,
+                      payload: dict[str, Any], embedding: list[float] | None, owned: list[str]) -> None:
+    """Count this learner (by a keyed hash) among those who asked these words; the one who makes them
+    ``semantic_cache_min_askers`` shares the answer with paraphrases."""
+    s = services.settings
+    askers = askers_key(key)
+    asker = services.cipher.blind_index(str(principal.user_id), ASKER_FIELD)
+
+    async def add(r: Any) -> tuple[int, int]:
+        async with r.pipeline(transaction=True) as pipe:  # each caller sees the count its own add made
+            pipe.sadd(askers, asker)
+            pipe.expire(askers, s.cache_answer_ttl_s, nx=True)  # never outlives the askers' own indexes
+            pipe.scard(askers)
+            added, _, count = await pipe.execute()
+        return int(added), int(count)
+
+    added, count = await services.cache.call("sadd", add, (0, 0))
+    if added:
+        owned = [*owned, askers]
+        if count == s.semantic_cache_min_askers:
+            owned += await share(services, version, norm, key, payload, embedding)
+    if owned:
+        await own(services, principal.user_id, owned)
+
+
+async def share(services: Services, version: int, norm: str, key: str, payload: dict[str, Any],
+                embedding: list[float] | None) -> list[str]:
+    """Mark the answer shared and add it to the semantic index; returns the index entry it made."""
+    embedding = embedding or await videos.embed_question(services, norm)
+    s = services.settings
+    shared = seal(services, key, {**payload, "shared": True})
+    if embedding is None or not await services.cache.set_json(key, shared, s.cache_answer_ttl_s):
+        return []
+    entry = await semantic_cache.remember(services, version, embedding, key)
+    return [f"{semantic_cache.stream_key(version, s.prompt_version)}#{entry}"] if entry else []
+
+
+async def own(services: Services, user_id: UUID, keys: list[str]) -> None:
+    """Add to the user's index of cache entries; it lives as long as the newest of them."""
+    index, ttl = user_cache_set(user_id), services.settings.cache_answer_ttl_s
+
+    async def add(r: Any) -> None:
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.sadd(index, *keys)
+            pipe.expire(index, ttl)
+            await pipe.execute()
+
+    await services.cache.call("sadd", add, None)
 
 
 def user_cache_set(user_id: UUID) -> str:
@@ -119,11 +201,12 @@ async def chat_events(services: Services, principal: Principal, question: str,
             raise ConversationNotFound(conversation_id)
     norm = videos.normalise(question)
     version = await videos.catalogue_version.get(services)
-    answer = await cached_answer(services, version, norm, None)
+    # One exact lookup per chat: the hit-rate rules divide hits by exact lookups.
+    answer = await exact_answer(services, principal, version, norm)
     embedding = None
     if answer is None:
         embedding = await videos.embed_question(services, norm)
-        answer = await cached_answer(services, version, norm, embedding) if embedding else None
+        answer = await semantic_answer(services, version, embedding) if embedding else None
     first_token_at = None
     if answer is not None:
         first_token_at = time.perf_counter()

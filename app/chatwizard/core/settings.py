@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # Chosen on a labelled paraphrase set: >= 97 % of hits right (docs/performance/cache-quality.md).
     semantic_cache_threshold: float = Field(0.80, ge=0.0, le=1.0)
     semantic_cache_max_entries: int = Field(5000, ge=0)
+    # An answer joins the semantic index only once this many learners asked its exact words, so a
+    # paraphrase never receives one learner's own text (docs/security/threat-model.md, shared cache).
+    semantic_cache_min_askers: int = Field(3, ge=1, description="learners asking before an answer is shared")
     near_cache_ttl_s: float = Field(10.0, ge=0, description="how long a process keeps a hot entry in memory")
     near_cache_entries: int = Field(4096, ge=0, description="entries per process in the near cache")
     catalogue_version_ttl_s: float = Field(5.0, description="how long a process trusts its catalogue version")

@@ -31,6 +31,7 @@ class Targets:
     redis_addr: str           # host:port
     probe_api_key: str        # a service key for the authenticated probe
     webhook_url: str | None   # where every notification goes; None: nowhere (UI only)
+    redis_password: str
 
 
 def alertmanager_config(webhook_url: str | None) -> dict[str, Any]:
@@ -104,7 +105,8 @@ def start_monitoring(state: Path, ports: EstatePorts, targets: Targets) -> list[
                                     f"--web.listen-address=127.0.0.1:{ports.postgres_exporter}"],
               log, env={"DATA_SOURCE_NAME": targets.postgres_dsn + "?sslmode=disable"}),
         spawn("redis exporter", ["prometheus-redis-exporter", f"--redis.addr=redis://{targets.redis_addr}",
-                                 f"--web.listen-address=127.0.0.1:{ports.redis_exporter}"], log),
+                                 f"--web.listen-address=127.0.0.1:{ports.redis_exporter}"], log,
+              env={"REDIS_PASSWORD": targets.redis_password}),
         spawn("blackbox exporter", ["prometheus-blackbox-exporter", f"--config.file={state / 'blackbox.yml'}",
                                     f"--web.listen-address=127.0.0.1:{ports.blackbox_exporter}"], log),
         spawn("alertmanager", ["prometheus-alertmanager", f"--config.file={state / 'alertmanager.yml'}",

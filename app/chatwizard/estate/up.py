@@ -92,7 +92,7 @@ def stopping_on_exit() -> Iterator[None]:
 
 def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
     from chatwizard.estate.postgres import start_pair
-    from chatwizard.estate.redis import RedisNode
+    from chatwizard.estate.redis import RedisNode, password_file
 
     ports = ports or EstatePorts()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             print(f"state folder: {state_dir}")
             primary, replica = start_pair(state_dir, ports.primary, ports.replica)
             stops += [("postgres replica", replica.stop), ("postgres primary", primary.stop)]
-            redis = RedisNode(state_dir / "redis", ports.redis)
+            redis = RedisNode(state_dir / "redis", ports.redis, password=password_file(state_dir))
             redis.start()
             stops.insert(0, ("redis", redis.stop))
             # Migrations run as the owner and (re)set the app's login; the app runs as that login, with
@@ -120,9 +120,9 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             base = f"http://127.0.0.1:{ports.app}"
             wait_ready(f"{base}/readyz", app)
             targets = Targets(f"127.0.0.1:{ports.metrics}", base, primary.dsn, f"127.0.0.1:{ports.redis}",
-                              key, webhook_url=None)
+                              key, webhook_url=None, redis_password=redis.password)
             stops[:0] = start_monitoring(state_dir / "monitoring", ports, targets)
-            print_summary(base, ports, key, primary.dsn, replica.dsn, redis.url, state_dir, logs)
+            print_summary(base, ports, key, primary.dsn, replica.dsn, state_dir, logs)
             while app.poll() is None:
                 time.sleep(1)
             print(f"the app exited with code {app.returncode}; see {state_dir / 'app.log'}")
@@ -136,7 +136,7 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
 
 
 def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str,
-                  redis_url: str, state_dir: Path, logs: LogStore) -> None:
+                  state_dir: Path, logs: LogStore) -> None:
     one_request = REQUEST_QUERY.replace("$1", "'<X-Request-Id>'")
     lines = [
         "",
@@ -149,10 +149,9 @@ def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, rep
         f"  Postgres       {primary_dsn}  (primary, as the owner)",
         f"                 {replica_dsn}  (read replica)",
         f"                 the app logs in as {APP_DB_LOGIN}, with only the chatwizard_app role's grants",
-        f"  Redis          {redis_url}",
+        f"  Redis          redis://127.0.0.1:{ports.redis}/0  (password in {state_dir}/redis-password)",
         f"  Prometheus     http://127.0.0.1:{ports.prometheus}  (alerts: /alerts)",
         f"  Alertmanager   http://127.0.0.1:{ports.alertmanager}",
-
         f"  Logs           {state_dir}/app.log, shipped by syslog-ng to the log store {logs.dsn}",
         f"                 one request, every worker: {logs.psql} -c \"{one_request}\"",
         "",

@@ -1,8 +1,9 @@
 """GDPR: export everything about a user; erase the user and everything derived from them.
 
 Erasure deletes the user row (every table references it with ON DELETE CASCADE) and the Redis state
-tied to them: key-lookup cache entries, rate-limit windows, the answers they put in the shared cache
-(and their semantic-index entries), and their activity-session entries. What stays is the daily-active
+tied to them: key-lookup cache entries, rate-limit windows, the answers and question embeddings they
+put in the shared cache (with their semantic-index entries and askers' counts), their place among a
+question's askers, and their activity-session entries. What stays is the daily-active
 HyperLogLog, which holds no identifier that can be read back.
 """
 
@@ -16,7 +17,7 @@ import orjson
 
 from chatwizard.audit import service as audit
 from chatwizard.chat.queries import readable
-from chatwizard.chat.service import user_cache_set
+from chatwizard.chat.service import ASKER_FIELD, askers_key, user_cache_set
 from chatwizard.core.activity import LAST_SEEN, STARTED
 from chatwizard.core.crypto import FieldCipher
 from chatwizard.core.ratelimit import KEY_PREFIX
@@ -84,17 +85,24 @@ async def erase(services: Services, user_id: UUID) -> bool:
 
 
 async def _erase_redis(services: Services, user: str, lookup_keys: list[str]) -> None:
+    asker = services.cipher.blind_index(user, ASKER_FIELD)
+
     async def run(r: Any) -> list[str]:
         owned = [m.decode() for m in await r.smembers(user_cache_set(UUID(user)))]
-        answers = [m for m in owned if "#" not in m]
-        for entry in (m for m in owned if "#" in m):
-            stream, entry_id = entry.split("#", 1)
-            await r.xdel(stream, entry_id)
+        gone = []
+        for member in owned:
+            if "#" in member:  # a semantic-index entry they added
+                stream, entry_id = member.split("#", 1)
+                await r.xdel(stream, entry_id)
+            elif member.endswith(":askers"):  # they were counted among a question's askers
+                await r.srem(member, asker)
+            else:  # an answer or embedding made from their words (and who else asked for that answer)
+                gone += [member, askers_key(member)]
         # Their rate-limit windows (counted per user, over all their keys).
         limits = [k.decode() async for k in r.scan_iter(match=f"{KEY_PREFIX}*{user}*")]
         await r.zrem(LAST_SEEN, user)
         await r.zrem(STARTED, user)
-        return [*answers, *limits, user_cache_set(UUID(user))]
+        return [*gone, *limits, user_cache_set(UUID(user))]
 
     owned = await services.cache.call("erase", run, [])
     # Lookups always go (even with Redis down, so no process keeps them); deletes reach near caches.

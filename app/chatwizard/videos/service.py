@@ -10,6 +10,7 @@ from typing import Any
 from chatwizard.core import metrics
 from chatwizard.core.llm import LLMUnavailable
 from chatwizard.core.services import Services
+from chatwizard.core.settings import Settings
 from chatwizard.videos import queries
 
 _WORD = re.compile(r"[\w']+")
@@ -41,10 +42,14 @@ class CatalogueVersion:
 catalogue_version = CatalogueVersion()
 
 
+def embedding_key(settings: Settings, text: str) -> str:
+    return f"cw:emb:{settings.embedding_model}:{settings.embedding_dimensions}:{digest(text)}"
+
+
 async def embed_question(services: Services, text: str) -> list[float] | None:
     """Embedding of a (normalised) question, cached; None if the embedding provider is down."""
     s = services.settings
-    key = f"cw:emb:{s.embedding_model}:{s.embedding_dimensions}:{digest(text)}"
+    key = embedding_key(s, text)
     cached = await services.cache.get_json(key)
     if cached is not None:
         return cached
