@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -274,6 +275,23 @@ def security_audit(
     typer.echo(f"wrote {out}: {'nothing to fix' if clean else 'FINDINGS to fix'}")
     if not clean:
         raise typer.Exit(1)
+
+
+StateDir = Annotated[Path, typer.Option(envvar="CHATWIZARD_STATE_DIR", help="the local estate's state")]
+
+
+@app.command()
+def promote(state_dir: StateDir = Path(".estate")) -> None:
+    """Failover of the local estate: fence the primary (kill what is left of it) and promote the replica;
+    the app, whose primary URL names both nodes, writes to it within seconds."""
+    from chatwizard.estate.drills import promote as promote_replica
+    from chatwizard.estate.postgres import PostgresNode
+
+    started = time.monotonic()
+    replica = PostgresNode(state_dir / "postgres-replica", 0)
+    promote_replica(PostgresNode(state_dir / "postgres-primary", 0), replica)
+    typer.echo(f"promoted {replica.data_dir} in {time.monotonic() - started:.1f} s; the old primary is "
+               "fenced (runbooks/disaster-recovery.md: rebuild a replica before the next failure)")
 
 
 @app.command()
