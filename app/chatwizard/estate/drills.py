@@ -21,6 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,9 @@ import httpx
 from chatwizard.accounts import service as accounts
 from chatwizard.core.crypto import FieldCipher
 from chatwizard.core.settings import APP_DB_LOGIN
+from chatwizard.estate.backup import BackupStore, S3StandIn, base_backup, enable_archiving, restore
 from chatwizard.estate.ports import free_port
-from chatwizard.estate.postgres import PostgresNode, failover_dsn, start_pair
+from chatwizard.estate.postgres import DATABASE, PostgresNode, failover_dsn, start_pair
 from chatwizard.estate.processes import stop_process, wait_ready
 from chatwizard.estate.redis import RedisNode
 from chatwizard.estate.up import field_keys, start_app
@@ -285,6 +287,8 @@ class DrillEstate:
     replica: PostgresNode
     redis: RedisNode
     llm: RunningFakeLLM
+    store: BackupStore
+    env: dict[str, str]  # the app's environment
     keys: list[str]
     video_id: str
 
@@ -300,6 +304,14 @@ def drill_estate(state_dir: Path, **settings: str) -> Iterator[DrillEstate]:
     try:
         primary, replica = start_pair(state_dir, free_port(), free_port())
         stops += [lambda: replica.stop("immediate"), lambda: primary.stop("immediate")]
+        s3 = S3StandIn(free_port())
+        s3.start(state_dir / "s3.log")
+        stops.append(s3.stop)
+        store = BackupStore(s3.url, "chatwizard-backups")
+        store.create_bucket()
+        enable_archiving(primary, store)
+        primary.stop()
+        primary.start()
         redis = RedisNode(state_dir / "redis", free_port(), persist=False)
         redis.start()
         stops.insert(0, redis.stop)
@@ -325,7 +337,7 @@ def drill_estate(state_dir: Path, **settings: str) -> Iterator[DrillEstate]:
         base_url = f"http://127.0.0.1:{env['CHATWIZARD_PORT']}"
         wait_ready(f"{base_url}/readyz", app)
         video_id = primary.psql("SELECT id FROM videos ORDER BY id LIMIT 1")
-        yield DrillEstate(base_url, primary, replica, redis, llm, keys, video_id)
+        yield DrillEstate(base_url, primary, replica, redis, llm, store, env, keys, video_id)
     finally:
         for stop in stops:
             stop()
@@ -341,3 +353,116 @@ async def _drill_users(dsn: str, cipher: FieldCipher) -> list[str]:
         return keys
     finally:
         await conn.close()
+
+
+@dataclass
+class BackupResult:
+    backup_s: float  # one base backup of the sample estate
+    acknowledged: int
+    lost: int  # acknowledged writes missing from the restore to the latest point
+    rpo_s: float  # disaster -> the newest acknowledged write the restore kept
+    restore_s: float  # restore to a new node, WAL replayed, promoted
+    rto_s: float  # restore started -> an app on the restored node answers searches
+    pitr_before_kept: bool  # written 0.5 s before the target time: present
+    pitr_after_dropped: bool  # written 0.5 s after it: absent
+    encrypted_objects: str
+
+    def figures(self) -> dict[str, Any]:
+        return {k: round(v, 1) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+async def backup_drill(estate: DrillEstate, state_dir: Path, load_s: float = 8.0) -> BackupResult:
+    """Base backup, then writes through the app with a ledger; two marker rows 1 s apart; ``load_s``
+    later the primary is lost. Restore to the latest point on a new node and count the acknowledged
+    writes missing (RPO), start an app on it (RTO), and restore to a time between the markers (PITR).
+    Use a ``load_s`` above the archive timeout for a faithful RPO: shorter, the drill sees less loss."""
+    started = time.monotonic()
+    await asyncio.to_thread(base_backup, estate.primary, estate.store)
+    backup_s = time.monotonic() - started
+    marks: dict[str, Any] = {}
+
+    async def disaster() -> None:
+        await asyncio.sleep(1)
+        _marker(estate.primary, "before")
+        await asyncio.sleep(0.5)
+        marks["target"] = datetime.now(UTC)
+        await asyncio.sleep(0.5)
+        _marker(estate.primary, "after")
+        await asyncio.to_thread(_archive_now, estate.primary)
+        await asyncio.sleep(load_s)
+        marks["disaster"] = time.monotonic()
+        estate.primary.kill()
+        await asyncio.sleep(1)
+
+    traffic = await mixed_traffic(estate.base_url, estate.keys, estate.video_id, disaster, mix="ww")
+    acked = [s for s in traffic.of("write") if s.status == 201 and s.started + s.seconds <= marks["disaster"]]
+    ledger = traffic.acknowledged[:len(acked)]  # both lists are in the order the writes were acknowledged
+    started = time.monotonic()
+    latest = PostgresNode(state_dir / "restored-latest", free_port())
+    await asyncio.to_thread(restore, estate.store, latest)
+    restore_s = time.monotonic() - started
+    rto_s = await asyncio.to_thread(_serve_from, estate, latest, state_dir) + restore_s
+    kept = await _stored(latest.dsn, ledger)
+    newest = max((i for i, event in enumerate(ledger) if event in kept), default=None)
+    last_kept_at = acked[newest].started + acked[newest].seconds if newest is not None else started
+    pitr = PostgresNode(state_dir / "restored-pitr", free_port())
+    await asyncio.to_thread(restore, estate.store, pitr, marks["target"])
+    markers = set(pitr.psql("SELECT name FROM drill_markers").split())
+    s3 = estate.store.s3()
+    bucket = estate.store.bucket
+    encryption = {s3.head_object(Bucket=bucket, Key=o["Key"]).get("ServerSideEncryption", "none")
+                  for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    for node in (latest, pitr):
+        node.stop("immediate")
+    rpo_s = max(marks["disaster"] - last_kept_at, 0.0)
+    return BackupResult(backup_s, len(ledger), len(ledger) - len(kept), rpo_s,
+                        restore_s, rto_s, "before" in markers, "after" not in markers,
+                        ",".join(sorted(encryption)))
+
+
+def _marker(node: PostgresNode, name: str) -> str:
+    node.psql("CREATE TABLE IF NOT EXISTS drill_markers (name text, at timestamptz DEFAULT now())")
+    return node.psql(f"INSERT INTO drill_markers (name) VALUES ('{name}') RETURNING at")
+
+
+def _archive_now(node: PostgresNode, timeout_s: float = 60) -> None:
+    """Close the current WAL segment and wait until it is in the bucket."""
+    segment = node.psql("SELECT pg_walfile_name(pg_switch_wal())")
+    deadline = time.monotonic() + timeout_s
+    while node.psql("SELECT last_archived_wal FROM pg_stat_archiver") < segment:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"WAL segment {segment} not archived in {timeout_s} s")
+        time.sleep(0.2)
+
+
+async def _stored(dsn: str, event_ids: list[str]) -> set[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT event_id::text FROM progress_events WHERE event_id = ANY($1::uuid[])",
+                                event_ids)
+    finally:
+        await conn.close()
+    return {r[0] for r in rows}
+
+
+def _serve_from(estate: DrillEstate, node: PostgresNode, state_dir: Path) -> float:
+    """Start an app whose primary is ``node`` (as the restored estate would run) and time until it
+    answers a search; returns the seconds."""
+    started = time.monotonic()
+    url = estate.env["CHATWIZARD_DATABASE_URL"]
+    login = url.split("//", 1)[1].split("@", 1)[0]
+    env = {k: v for k, v in estate.env.items() if k != "CHATWIZARD_REPLICA_URL"} | {
+        "CHATWIZARD_DATABASE_URL": f"postgresql://{login}@127.0.0.1:{node.port}/{DATABASE}",
+        "CHATWIZARD_PORT": str(free_port()), "CHATWIZARD_METRICS_PORT": str(free_port()),
+        "CHATWIZARD_METRICS_MULTIPROC_DIR": str(state_dir / "metrics-restored")}
+    app = start_app(env, state_dir / "app-restored.log")
+    try:
+        base = f"http://127.0.0.1:{env['CHATWIZARD_PORT']}"
+        wait_ready(f"{base}/readyz", app)
+        response = httpx.get(f"{base}/v1/videos/search", params={"q": "lua tables"}, trust_env=False,
+                             headers={"Authorization": f"Bearer {estate.keys[0]}"}, timeout=30)
+        if response.status_code != 200 or not response.json()["videos"]:
+            raise RuntimeError(f"the app on the restored node does not serve: {response.status_code}")
+        return time.monotonic() - started
+    finally:
+        stop_process(app)
