@@ -6,28 +6,23 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from chatwizard.estate.backup import ARCHIVE_TIMEOUT_S
 from chatwizard.estate.drills import backup_drill, drill_estate, failover_drill
 
 RTO_TARGET_S = 60
 
 
-@pytest.mark.parametrize("synchronous", [False, True], ids=["asynchronous", "synchronous"])
-def test_failover_keeps_acknowledged_writes_and_writes_again_within_the_rto(tmp_path: Path, synchronous: bool):
+def test_failover_with_synchronous_replication_loses_no_acknowledged_write(tmp_path: Path):
+    """The asynchronous variant runs in `make drill` (docs/reliability/), to keep `make test` short."""
     with drill_estate(tmp_path) as estate:
-        result = asyncio.run(failover_drill(estate, synchronous=synchronous))
+        result = asyncio.run(failover_drill(estate, synchronous=True))
         assert not estate.replica.in_recovery  # the replica is the primary now
     figures = result.figures()
     assert result.acknowledged > 50, figures
+    assert result.lost == 0, figures  # what RDS Multi-AZ gives: nothing acknowledged is lost
     assert result.rto_s < RTO_TARGET_S, figures
     # Writes failed fast while no node took them (503, never a hang), then succeeded on the promoted node.
     assert set(result.writes) <= {201, 503}, figures
-    if synchronous:  # what RDS Multi-AZ gives: nothing acknowledged is lost
-        assert result.lost == 0, figures
-    else:  # asynchronous replication may lose the last moment's writes: the drill measures how many
-        assert result.lost <= result.acknowledged * 0.05, figures
 
 
 def test_backups_restore_to_the_latest_point_and_to_a_chosen_second(tmp_path: Path):

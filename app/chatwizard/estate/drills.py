@@ -157,58 +157,72 @@ async def _worker(kind: str, client: httpx.AsyncClient, traffic: Traffic, video_
 CLIENTS = 6  # keys the drills need at most
 
 
-@contextlib.contextmanager
-def hung(node: PostgresNode) -> Iterator[None]:
-    """The node's processes stopped, not dead: connections stay open and nothing answers."""
-    node.signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        node.signal(signal.SIGCONT)
-
-
 @dataclass
-class HungNodeResult:
-    node: str
-    hung_for_s: float
+class FaultResult:
+    """Mixed traffic through one fault (``fault_s`` long, between ``started`` and ``ended``)."""
+    fault: str
+    fault_s: float
     traffic: Traffic
-    hang_started: float
-    hang_ended: float
+    started: float
+    ended: float
 
     def during(self, kind: str) -> dict[int, int]:
-        return self.traffic.statuses(kind, self.hang_started, self.hang_ended)
+        return self.traffic.statuses(kind, self.started, self.ended)
 
     def waited(self, kind: str | None = None) -> float:
-        """The longest any request spent waiting while the node hung (from the hang or its own start,
+        """The longest any request spent waiting during the fault (from the fault or its own start,
         whichever is later, to its answer): time before the fault is not the fault's."""
-        return max((s.started + s.seconds - max(s.started, self.hang_started) for s in self.traffic.samples
-                    if (kind is None or s.kind == kind) and s.started < self.hang_ended
-                    and s.started + s.seconds > self.hang_started), default=0.0)
+        return max((s.started + s.seconds - max(s.started, self.started) for s in self.traffic.samples
+                    if (kind is None or s.kind == kind) and s.started < self.ended
+                    and s.started + s.seconds > self.started), default=0.0)
 
     def figures(self) -> dict[str, Any]:
-        chats = self.traffic.of("chat", self.hang_started, self.hang_ended)
-        return {"node": self.node, "hung_for_s": self.hung_for_s,
+        chats = self.traffic.of("chat", self.started, self.ended)
+        return {"fault": self.fault, "fault_s": self.fault_s,
                 "longest_wait_s": {kind: round(self.waited(kind), 2) for kind in KINDS},
-                "writes": self.during("write"),
-                "searches": self.during("search"), "chats": self.during("chat"),
+                "writes": self.during("write"), "searches": self.during("search"),
+                "chats": self.during("chat"),
                 "chats_answered_unsaved": sum(1 for c in chats if c.saved is False),
+                "requests": len(self.traffic.samples),
                 "errors_without_retry_after": len(self.traffic.server_errors())}
 
 
-async def hung_node_drill(base_url: str, keys: list[str], video_id: str, node: PostgresNode, name: str,
-                          hang_s: float = 6.0) -> HungNodeResult:
+async def fault_drill(base_url: str, keys: list[str], video_id: str, fault: str, inject: Callable[[], Any],
+                      repair: Callable[[], Any], fault_s: float = 6.0) -> FaultResult:
+    """Mixed traffic for 1.5 s, then ``inject`` (a blocking call), ``fault_s`` later ``repair``, then 3 s
+    more traffic."""
     marks: dict[str, float] = {}
 
-    async def fault() -> None:
-        await asyncio.sleep(1.5)  # traffic before the fault
-        with hung(node):
-            marks["start"] = time.monotonic()
-            await asyncio.sleep(hang_s)
+    async def run_fault() -> None:
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(inject)
+        marks["start"] = time.monotonic()
+        try:
+            await asyncio.sleep(fault_s)
+        finally:
             marks["end"] = time.monotonic()
-        await asyncio.sleep(3)  # and after it
+            await asyncio.to_thread(repair)
+        await asyncio.sleep(3)
 
-    traffic = await mixed_traffic(base_url, keys, video_id, fault)
-    return HungNodeResult(name, hang_s, traffic, marks["start"], marks["end"])
+    traffic = await mixed_traffic(base_url, keys, video_id, run_fault)
+    return FaultResult(fault, fault_s, traffic, marks["start"], marks["end"])
+
+
+async def hung_node_drill(base_url: str, keys: list[str], video_id: str, node: PostgresNode,
+                          name: str) -> FaultResult:
+    """The node's processes stopped, not dead: connections stay open and nothing answers."""
+    return await fault_drill(base_url, keys, video_id, f"{name} hung", lambda: node.signal(signal.SIGSTOP),
+                             lambda: node.signal(signal.SIGCONT))
+
+
+async def redis_outage_drill(base_url: str, keys: list[str], video_id: str, redis: RedisNode) -> FaultResult:
+    return await fault_drill(base_url, keys, video_id, "redis down", redis.stop, redis.start)
+
+
+async def llm_outage_drill(base_url: str, keys: list[str], video_id: str, llm: RunningFakeLLM) -> FaultResult:
+    """Every LLM call fails with 500 (chat and embeddings), as during a provider outage."""
+    return await fault_drill(base_url, keys, video_id, "llm failing", lambda: llm.configure(error_rate_500=1.0),
+                             lambda: llm.configure(error_rate_500=0.0))
 
 
 @dataclass

@@ -1,15 +1,14 @@
-"""A hung Postgres node (processes stopped, not dead) must not stall the service.
-
-Mixed traffic (writes, searches, cached and fresh chats) runs against the app under gunicorn while
-one node's processes are SIGSTOPped for 6 s. Before the node health probe, a hung replica held every
-read for ~10 s and a hung primary held everything for 10-15 s with no 503.
+"""Outages under mixed traffic (writes, searches, cached and fresh chats) against the app under
+gunicorn, each for 6 s: a hung Postgres node (its processes SIGSTOPped: not dead, not answering),
+Redis down, the LLM failing. Before the node health probe, a hung replica held every read for the
+whole hang and a hung primary held everything, with no 503.
 """
 
 from __future__ import annotations
 
 import asyncpg
 
-from chatwizard.estate.drills import CLIENTS, hung_node_drill
+from chatwizard.estate.drills import CLIENTS, hung_node_drill, llm_outage_drill, redis_outage_drill
 from tests.conftest import AppServer, Databases
 
 SLOWEST_S = 3.0  # no request waits longer than this on a hung node
@@ -57,6 +56,25 @@ async def test_a_hung_primary_fails_writes_fast_and_keeps_reads_and_chats(app_se
     assert set(result.during("chat")) == {200} and figures["chats_answered_unsaved"] > 0, figures
     assert not result.traffic.server_errors(), figures
     # Once the primary answers again, writes succeed again, and every acknowledged write is stored.
-    after = result.traffic.of("write", since=result.hang_ended + 2.5)
+    after = result.traffic.of("write", since=result.ended + 2.5)
     assert after and {s.status for s in after} == {201}, figures
     assert await acknowledged_missing(databases, result.traffic.acknowledged) == 0
+
+
+async def test_redis_down_costs_no_request(app_server: AppServer, databases: Databases, redis_node, make_user):
+    keys, video_id = await _setup(app_server, make_user)
+    result = await redis_outage_drill(app_server.base_url, keys, video_id, redis_node)
+    figures = result.figures()
+    for kind, ok in (("search", 200), ("write", 201), ("chat", 200)):
+        assert set(result.during(kind)) == {ok}, figures
+    assert not result.traffic.server_errors(), figures
+    assert await acknowledged_missing(databases, result.traffic.acknowledged) == 0
+
+
+async def test_an_llm_outage_costs_no_request(app_server: AppServer, fake_llm, make_user):
+    keys, video_id = await _setup(app_server, make_user)
+    result = await llm_outage_drill(app_server.base_url, keys, video_id, fake_llm)
+    figures = result.figures()
+    for kind, ok in (("search", 200), ("write", 201), ("chat", 200)):
+        assert set(result.during(kind)) == {ok}, figures
+    assert not result.traffic.server_errors(), figures
