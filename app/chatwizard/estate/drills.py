@@ -221,8 +221,8 @@ async def redis_outage_drill(base_url: str, keys: list[str], video_id: str, redi
 
 async def llm_outage_drill(base_url: str, keys: list[str], video_id: str, llm: RunningFakeLLM) -> FaultResult:
     """Every LLM call fails with 500 (chat and embeddings), as during a provider outage."""
-    return await fault_drill(base_url, keys, video_id, "llm failing", lambda: llm.configure(error_rate_500=1.0),
-                             lambda: llm.configure(error_rate_500=0.0))
+    fail, recover = (lambda: llm.configure(error_rate_500=1.0)), (lambda: llm.configure(error_rate_500=0.0))
+    return await fault_drill(base_url, keys, video_id, "llm failing", fail, recover)
 
 
 @dataclass
