@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 from uuid import UUID
@@ -52,13 +53,14 @@ def up(
     postgres_exporter_port: int = EstatePorts.postgres_exporter,
     redis_exporter_port: int = EstatePorts.redis_exporter,
     blackbox_exporter_port: int = EstatePorts.blackbox_exporter,
+    s3_port: int = EstatePorts.s3,
 ) -> None:
     """Start the whole local estate (Postgres primary + replica, Redis, app, monitoring); Ctrl-C stops it."""
     from chatwizard.estate.up import run_estate
 
     run_estate(state_dir.resolve(), EstatePorts(
         app_port, metrics_port, postgres_port, replica_port, redis_port, prometheus_port, alertmanager_port,
-        postgres_exporter_port, redis_exporter_port, blackbox_exporter_port))
+        postgres_exporter_port, redis_exporter_port, blackbox_exporter_port, s3_port))
 
 
 @app.command()
@@ -292,6 +294,57 @@ def promote(state_dir: StateDir = Path(".estate")) -> None:
     promote_replica(PostgresNode(state_dir / "postgres-primary", 0), replica)
     typer.echo(f"promoted {replica.data_dir} in {time.monotonic() - started:.1f} s; the old primary is "
                "fenced (runbooks/disaster-recovery.md: rebuild a replica before the next failure)")
+
+
+@app.command()
+def backup(state_dir: StateDir = Path(".estate")) -> None:
+    """Take a base backup of the running local estate's primary now (and apply the retention policy)."""
+    from chatwizard.estate.backup import BackupStore, backup_ids, base_backup
+    from chatwizard.estate.postgres import PostgresNode
+
+    store = BackupStore.load(state_dir / "backup.json")
+    base_backup(PostgresNode(state_dir / "postgres-primary", store.primary_port), store)
+    typer.echo(f"backups in {store.destination}: {', '.join(backup_ids(store))}")
+
+
+@app.command()
+def restore(
+    to: Annotated[Path, typer.Option(help="a new, empty data folder")],
+    port: Annotated[int, typer.Option(help="the restored node's port")],
+    time_: Annotated[datetime | None, typer.Option(
+        "--time", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"],
+        help="restore to this time, with its zone, e.g. 2026-12-02T12:00:00+00:00 (default: latest)")] = None,
+    state_dir: StateDir = Path(".estate"),
+) -> None:
+    """Restore the local estate's backups into a new Postgres node, to the latest point or to --time,
+    and start it as a primary."""
+    from chatwizard.estate.backup import BackupStore
+    from chatwizard.estate.backup import restore as restore_node
+    from chatwizard.estate.postgres import PostgresNode
+
+    node = PostgresNode(to.resolve(), port)
+    started = time.monotonic()
+    restore_node(BackupStore.load(state_dir / "backup.json"), node, time_)
+    typer.echo(f"restored in {time.monotonic() - started:.0f} s: {node.dsn} (running; stop it with "
+               f"pg_ctl -D {node.data_dir} stop)")
+
+
+@app.command()
+def drill(
+    out: Annotated[Path, typer.Option(help="the report")] = Path("docs/reliability/drills.md"),
+    state_dir: Annotated[Path, typer.Option(help="throwaway estates, emptied first")] = Path(".estate-drill"),
+    backup_load_s: Annotated[float, typer.Option(help="writes before the loss (> archive timeout)")] = 45,
+) -> None:
+    """Run every disaster-recovery drill on throwaway estates and write the report with its figures."""
+    import shutil
+
+    from chatwizard.estate.drills import run_all
+
+    shutil.rmtree(state_dir, ignore_errors=True)
+    report = run_all(state_dir.resolve(), backup_load_s)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    typer.echo(report)
 
 
 @app.command()

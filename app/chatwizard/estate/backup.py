@@ -41,6 +41,7 @@ class BackupStore:
     endpoint_url: str
     bucket: str
     prefix: str = "postgres"
+    primary_port: int = 0  # the node backed up, for `chatwizard backup`
 
     @property
     def destination(self) -> str:

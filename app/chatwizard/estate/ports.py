@@ -20,6 +20,7 @@ class EstatePorts:
     postgres_exporter: int = 9187
     redis_exporter: int = 9121
     blackbox_exporter: int = 9115
+    s3: int = 9400  # the S3 API stand-in holding the backup bucket
 
 
 def free_port() -> int:
