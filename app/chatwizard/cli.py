@@ -320,13 +320,14 @@ def restore(
     and start it as a primary."""
     from chatwizard.estate.backup import BackupStore
     from chatwizard.estate.backup import restore as restore_node
-    from chatwizard.estate.postgres import PostgresNode
+    from chatwizard.estate.postgres import BIN, SYSTEM_USER, PostgresNode
 
     node = PostgresNode(to.resolve(), port)
     started = time.monotonic()
     restore_node(BackupStore.load(state_dir / "backup.json"), node, time_)
+    as_user = f"runuser -u {SYSTEM_USER} -- " if SYSTEM_USER else ""
     typer.echo(f"restored in {time.monotonic() - started:.0f} s: {node.dsn} (running; stop it with "
-               f"pg_ctl -D {node.data_dir} stop)")
+               f"{as_user}{BIN / 'pg_ctl'} -D {node.data_dir} stop)")
 
 
 @app.command()

@@ -78,3 +78,4 @@ async def test_an_llm_outage_costs_no_request(app_server: AppServer, fake_llm, m
     for kind, ok in (("search", 200), ("write", 201), ("chat", 200)):
         assert set(result.during(kind)) == {ok}, figures
     assert not result.traffic.server_errors(), figures
+

@@ -46,6 +46,13 @@ NODE_FAILURES = (*REPLICA_FAILURES, asyncpg.PostgresError)
 
 
 
+STALL_FACTOR = 1.5
+
+
+class ProbeStalled(Exception):
+    """A probe timed out because this process stalled, not the node: no verdict."""
+
+
 class NodeUnavailable(ConnectionError):
     """The node is marked down: the caller fails at once instead of waiting on it."""
 
@@ -148,10 +155,20 @@ class InstrumentedPool:
 
     async def _probe_once(self, sql: str) -> Any:
         timeout = self.settings.db_connect_timeout_s
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            if self._probe_conn is None or self._probe_conn.is_closed():
-                self._probe_conn = await asyncpg.connect(self.dsn, timeout=timeout, statement_cache_size=0)
-            return await self._probe_conn.fetchval(sql, timeout=timeout)
+            async with asyncio.timeout(timeout):
+                if self._probe_conn is None or self._probe_conn.is_closed():
+                    self._probe_conn = await asyncpg.connect(self.dsn, statement_cache_size=0)
+                return await self._probe_conn.fetchval(sql)
+        except TimeoutError:
+            self._close_probe()
+            # A deadline that fired far too late means this process's own loop was blocked (e.g. by a
+            # model loading): the answer may be waiting unread, so the probe says nothing of the node.
+            if loop.time() - started > timeout * STALL_FACTOR:
+                raise ProbeStalled(f"the event loop stalled during the {self.node} probe") from None
+            raise
         except BaseException:
             self._close_probe()
             raise
@@ -225,6 +242,8 @@ class Database:
     async def check_primary(self) -> dict[str, Any]:
         try:
             await self._probe(self.primary, "SELECT 1")
+        except ProbeStalled:
+            return {"status": "down" if self.primary.down else "ok"}
         except NODE_FAILURES as exc:
             metrics.DB_UP.labels("primary").set(0)
             return {"status": "down", "error": type(exc).__name__}
@@ -236,6 +255,8 @@ class Database:
         assert self.replica is not None
         try:
             lag = float(await self._probe(self.replica, REPLICA_LAG_SQL))
+        except ProbeStalled:
+            return
         except NODE_FAILURES as exc:
             if self.replica_healthy:
                 log.warning("replica_unavailable", error=type(exc).__name__)
@@ -300,13 +321,15 @@ class Database:
                    count_read: bool = True) -> T:
         try:
             async with node.acquire() as conn:
-                result = await query(conn)
+                try:
+                    result = await query(conn)
+                except asyncpg.InterfaceError as exc:
+                    # The connection went under the query: the node died, or mark_down terminated it.
+                    if node.down or conn.is_closed():
+                        raise NodeUnavailable(f"the {node.node} database stopped answering") from exc
+                    raise
         except asyncpg.PostgresError as exc:
             metrics.DB_QUERY_ERRORS.labels(node.node, type(exc).__name__).inc()
-            raise
-        except asyncpg.InterfaceError as exc:
-            if node.down:  # its connection was terminated under it by mark_down
-                raise NodeUnavailable(f"the {node.node} database stopped answering") from exc
             raise
         if count_read:
             metrics.DB_READS.labels(node.node).inc()

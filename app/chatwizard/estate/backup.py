@@ -129,7 +129,12 @@ def restore(store: BackupStore, node: PostgresNode, target_time: datetime | None
     (node.data_dir / "standby.signal").unlink(missing_ok=True)
     node.start()
     deadline = time.monotonic() + RECOVERY_TIMEOUT_S
-    while node.in_recovery:  # replaying archived WAL; promoted at the target or at the end of the archive
+    while True:  # replaying archived WAL; promoted at the target or at the end of the archive
+        if not node.running:
+            raise RuntimeError(f"recovery stopped (the archive may end before {target_time}: nothing was "
+                               f"written after it yet): {node.log_file.read_text()[-600:]}")
+        if not node.in_recovery:
+            return
         if time.monotonic() > deadline:
             raise RuntimeError(f"{node.data_dir} still recovering after {RECOVERY_TIMEOUT_S} s (server.log)")
         time.sleep(0.2)
