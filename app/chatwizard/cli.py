@@ -286,12 +286,12 @@ StateDir = Annotated[Path, typer.Option(envvar="CHATWIZARD_STATE_DIR", help="the
 def promote(state_dir: StateDir = Path(".estate")) -> None:
     """Failover of the local estate: fence the primary (kill what is left of it) and promote the replica;
     the app, whose primary URL names both nodes, writes to it within seconds."""
-    from chatwizard.estate.drills import promote as promote_replica
-    from chatwizard.estate.postgres import PostgresNode
+    from chatwizard.estate.postgres import PostgresNode, fence_and_promote
 
     started = time.monotonic()
+    state_dir = state_dir.resolve()
     replica = PostgresNode(state_dir / "postgres-replica", 0)
-    promote_replica(PostgresNode(state_dir / "postgres-primary", 0), replica)
+    fence_and_promote(PostgresNode(state_dir / "postgres-primary", 0), replica)
     typer.echo(f"promoted {replica.data_dir} in {time.monotonic() - started:.1f} s; the old primary is "
                "fenced (runbooks/disaster-recovery.md: rebuild a replica before the next failure)")
 
@@ -303,7 +303,7 @@ def backup(state_dir: StateDir = Path(".estate")) -> None:
     from chatwizard.estate.postgres import PostgresNode
 
     store = BackupStore.load(state_dir / "backup.json")
-    base_backup(PostgresNode(state_dir / "postgres-primary", store.primary_port), store)
+    base_backup(PostgresNode(state_dir.resolve() / "postgres-primary", store.primary_port), store)
     typer.echo(f"backups in {store.destination}: {', '.join(backup_ids(store))}")
 
 

@@ -40,7 +40,7 @@ from chatwizard.estate.backup import (
     restore,
 )
 from chatwizard.estate.ports import free_port
-from chatwizard.estate.postgres import DATABASE, PostgresNode, failover_dsn, start_pair
+from chatwizard.estate.postgres import DATABASE, PostgresNode, failover_dsn, fence_and_promote, start_pair
 from chatwizard.estate.processes import stop_process, wait_ready
 from chatwizard.estate.redis import RedisNode
 from chatwizard.estate.up import field_keys, start_app
@@ -261,7 +261,7 @@ async def failover_drill(estate: DrillEstate, *, synchronous: bool, load_s: floa
         estate.primary.kill()
         await _until(lambda: estate.ready().get("checks", {}).get("primary", {}).get("status") == "down")
         marks["detected"] = time.monotonic()
-        promote(estate.primary, estate.replica)
+        fence_and_promote(estate.primary, estate.replica)
         marks["promoted"] = time.monotonic()
         await _until(lambda: estate.ready().get("status") in ("ok", "degraded"), timeout_s=60)
         await asyncio.sleep(load_s)
@@ -273,13 +273,6 @@ async def failover_drill(estate: DrillEstate, *, synchronous: bool, load_s: floa
                           marks["detected"] - marks["killed"], marks["promoted"] - marks["detected"],
                           (back[0].started + back[0].seconds - marks["killed"]) if back else float("inf"),
                           traffic.statuses("write"))
-
-
-def promote(old_primary: PostgresNode, standby: PostgresNode) -> None:
-    """Fence the old primary (its processes killed, if any are left: two primaries would each take
-    writes the other never sees), then promote the standby."""
-    old_primary.kill()
-    standby.promote()
 
 
 async def _until(check: Callable[[], bool], timeout_s: float = 30, interval_s: float = 0.1) -> None:

@@ -163,6 +163,13 @@ def _parent(pid: int) -> int | None:
         return None
 
 
+def fence_and_promote(old_primary: PostgresNode, standby: PostgresNode) -> None:
+    """Fence the old primary (its processes killed, if any are left: two primaries would each take
+    writes the other never sees), then promote the standby."""
+    old_primary.kill()
+    standby.promote()
+
+
 def failover_dsn(primary: PostgresNode, replica: PostgresNode, login: str, password: str) -> str:
     """One URL for "whichever node takes writes": after the replica is promoted, new connections find it
     (libpq's multi-host syntax, which asyncpg speaks), as RDS's endpoint name follows a Multi-AZ failover."""
