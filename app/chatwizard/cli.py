@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -20,6 +20,9 @@ from chatwizard.core.observability import configure_logging
 from chatwizard.core.services import Services
 from chatwizard.core.settings import get_settings
 from chatwizard.estate.ports import EstatePorts
+
+if TYPE_CHECKING:
+    from chatwizard.estate.backup import BackupStore
 from chatwizard.videos.sample import SAMPLE_DIR
 
 app = typer.Typer(help="Chat Wizard: the service, its local estate and operator commands.",
@@ -296,13 +299,24 @@ def promote(state_dir: StateDir = Path(".estate")) -> None:
                "fenced (runbooks/disaster-recovery.md: rebuild a replica before the next failure)")
 
 
+def backup_store(state_dir: Path) -> BackupStore:
+    """Where `chatwizard up` said its backups go, or a clear exit when it never ran there."""
+    from chatwizard.estate.backup import BackupStore
+
+    config = state_dir.resolve() / "backup.json"
+    if not config.exists():
+        typer.echo(f"no backups in {state_dir}: `chatwizard up --state-dir {state_dir}` archives there", err=True)
+        raise typer.Exit(1)
+    return BackupStore.load(config)
+
+
 @app.command()
 def backup(state_dir: StateDir = Path(".estate")) -> None:
     """Take a base backup of the running local estate's primary now (and apply the retention policy)."""
-    from chatwizard.estate.backup import BackupStore, backup_ids, base_backup
+    from chatwizard.estate.backup import backup_ids, base_backup
     from chatwizard.estate.postgres import PostgresNode
 
-    store = BackupStore.load(state_dir / "backup.json")
+    store = backup_store(state_dir)
     base_backup(PostgresNode(state_dir.resolve() / "postgres-primary", store.primary_port), store)
     typer.echo(f"backups in {store.destination}: {', '.join(backup_ids(store))}")
 
@@ -318,13 +332,12 @@ def restore(
 ) -> None:
     """Restore the local estate's backups into a new Postgres node, to the latest point or to --time,
     and start it as a primary."""
-    from chatwizard.estate.backup import BackupStore
     from chatwizard.estate.backup import restore as restore_node
     from chatwizard.estate.postgres import BIN, SYSTEM_USER, PostgresNode
 
     node = PostgresNode(to.resolve(), port)
     started = time.monotonic()
-    restore_node(BackupStore.load(state_dir / "backup.json"), node, time_)
+    restore_node(backup_store(state_dir), node, time_)
     as_user = f"runuser -u {SYSTEM_USER} -- " if SYSTEM_USER else ""
     typer.echo(f"restored in {time.monotonic() - started:.0f} s: {node.dsn} (running; stop it with "
                f"{as_user}{BIN / 'pg_ctl'} -D {node.data_dir} stop)")
