@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages.txt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint deps apt loadtest soak db-docs security-audit clean release-drill deploy-preview deploy \
-	smoke-remote rollout-status
+.PHONY: up test lint deps apt loadtest soak db-docs security-audit clean drill release-drill deploy-preview \
+	deploy smoke-remote rollout-status
 
 up: deps
 	$(BIN)/chatwizard up
@@ -19,9 +19,9 @@ test: deps
 lint: deps
 	$(BIN)/ruff check .
 
-deps: $(STAMP) apt
+deps: apt $(STAMP)  # apt first: the barman venv needs python3-venv and libpq-dev
 
-$(STAMP): pyproject.toml setup.py constraints.txt constraints-checkov.txt
+$(STAMP): pyproject.toml setup.py constraints.txt constraints-checkov.txt constraints-barman.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
@@ -31,6 +31,9 @@ $(STAMP): pyproject.toml setup.py constraints.txt constraints-checkov.txt
 	# checkov pins its own dependencies (some clash with the app's): a venv of its own.
 	$(PY) -m venv $(VENV)/tools
 	$(VENV)/tools/bin/pip install -q -c constraints-checkov.txt checkov
+	# barman-cloud runs as Postgres's own unprivileged user (archive_command): a venv on the system Python.
+	/usr/bin/python3 -m venv $(VENV)/barman
+	$(VENV)/barman/bin/pip install -q -c constraints-barman.txt 'barman[cloud]'
 	touch $(STAMP)
 
 apt:
@@ -56,8 +59,12 @@ soak: deps
 	$(BIN)/python -m loadrun --scenario soak --users $(or $(SOAK_USERS),2000) --ramp 2m --hold 45m \
 	  --think-scale $(or $(SOAK_THINK_SCALE),1) --no-ladder
 
+# Every disaster-recovery drill on throwaway estates (~8 minutes); the report: docs/reliability/drills.md.
+drill: deps
+	$(BIN)/chatwizard drill
+
 clean:
-	rm -rf $(VENV) .estate .estate-perf
+	rm -rf $(VENV) .estate .estate-perf .estate-drill
 
 # Query plans and the HNSW sweep on the load test's 100,000-video catalogue (docs/performance/).
 db-docs: deps

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import redis
 
+from chatwizard.estate.backup import BackupStore, backup_ids
 from tests.conftest import free_port, metric_value
 
 CHATWIZARD = str(Path(sys.executable).with_name("chatwizard"))
@@ -59,7 +60,7 @@ def assert_one_query_finds_the_request(summary: str, request_id: str) -> None:
 def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
     ports = {name: free_port() for name in ("app", "metrics", "postgres", "replica", "redis", "prometheus",
                                             "alertmanager", "postgres-exporter", "redis-exporter",
-                                            "blackbox-exporter", "log-store")}
+                                            "blackbox-exporter", "log-store", "s3")}
     args = [CHATWIZARD, "up", "--state-dir", str(tmp_path / "state")]
     args += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
@@ -88,6 +89,11 @@ def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
                           if t["health"] == "up"} == {"chatwizard", "postgres", "redis", "blackbox"})
         exporter = httpx.get(f"http://127.0.0.1:{ports['redis-exporter']}/metrics").text
         assert metric_value(exporter, "redis_up") == 1, "the exporter should log in to Redis"
+        # The primary archives for real: a base backup and WAL in the S3 API's bucket.
+        store = BackupStore.load(tmp_path / "state" / "backup.json")
+        wait_for(lambda: backup_ids(store) != [])
+        keys = [o["Key"] for o in store.s3().list_objects_v2(Bucket=store.bucket)["Contents"]]
+        assert any("/wals/" in k for k in keys), keys
     finally:
         process.send_signal(signal.SIGINT)
         rest = process.communicate(timeout=90)[0]

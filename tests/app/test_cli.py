@@ -60,3 +60,14 @@ def test_sample_catalogue_generation_is_reproducible(tmp_path: Path):
     assert files == ["videos-00000.json", "videos-00001.json", "videos-00002.json"]
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
     assert "not a real YouTube video" in (tmp_path / "a" / files[0]).read_text()
+
+
+def test_restore_says_what_is_wrong_with_its_input(tmp_path: Path):
+    no_zone = subprocess.run([CHATWIZARD, "restore", "--to", str(tmp_path / "node"), "--port", "1",
+                              "--time", "2026-12-02T12:00:00", "--state-dir", str(tmp_path)],
+                             capture_output=True, text=True)
+    assert no_zone.returncode == 2 and "--time" in no_zone.stderr
+    no_backups = subprocess.run([CHATWIZARD, "restore", "--to", str(tmp_path / "node"), "--port", "1",
+                                 "--state-dir", str(tmp_path)], capture_output=True, text=True)
+    assert no_backups.returncode == 1 and "no backups in" in no_backups.stderr
+    assert not (tmp_path / "node").exists()  # nothing half-made

@@ -19,6 +19,8 @@ from chatwizard.chat import queries, semantic_cache
 from chatwizard.core import metrics
 from chatwizard.core.batching import GroupCommit
 from chatwizard.core.crypto import FieldKeyError
+
+from chatwizard.core.db import PRIMARY_FAILURES
 from chatwizard.core.llm import LLMUnavailable, Usage
 from chatwizard.core.responses import safe_json
 from chatwizard.core.security import Principal
@@ -220,18 +222,30 @@ async def chat_events(services: Services, principal: Principal, question: str,
         if answer.source != "fallback":
             await remember_answer(services, principal, version, norm, embedding, answer)
     yield "videos", answer.videos
-    try:
-        conversation, message_id = await exchange_writer(services).submit(
-            queries.Exchange(principal.user_id, conversation_id, question, answer))
-    except queries.ConversationGone:
-        raise ConversationNotFound(conversation_id) from None
+    stored = await store_exchange(services, queries.Exchange(principal.user_id, conversation_id, question,
+                                                             answer))
     record_metrics(answer, channel, started, first_token_at)
     await services.activity.add_cost(answer.usage.cost_usd)
-    yield "done", {"conversation_id": str(conversation), "message_id": str(message_id),
+    conversation, message_id = (str(stored[0]), str(stored[1])) if stored else (None, None)
+    yield "done", {"conversation_id": conversation, "message_id": message_id, "saved": stored is not None,
                    "answer_source": answer.source, "cache": answer.cache,
                    "usage": {"input_tokens": answer.usage.input_tokens,
                              "output_tokens": answer.usage.output_tokens,
                              "cost_usd": round(answer.usage.cost_usd, 8)}}
+
+
+async def store_exchange(services: Services, exchange: queries.Exchange) -> tuple[UUID, UUID] | None:
+    """Store the exchange on the primary. Without a primary the learner still gets the answer they
+    were given (from the cache or the LLM), marked ``"saved": false``: losing one history entry
+    beats failing a question that was answered (runbooks/disaster-recovery.md)."""
+    try:
+        return await exchange_writer(services).submit(exchange)
+    except queries.ConversationGone:
+        raise ConversationNotFound(exchange.conversation_id) from None
+    except PRIMARY_FAILURES as exc:
+        log.warning("chat_not_saved", error=type(exc).__name__)
+        metrics.CHATS_NOT_SAVED.inc()
+        return None
 
 
 def exchange_writer(services: Services) -> GroupCommit[queries.Exchange, tuple[UUID, UUID]]:

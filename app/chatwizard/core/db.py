@@ -3,6 +3,14 @@
 Reads go to the replica while it answers and its replay lag stays under the configured limit; a
 background check (every ``replica_check_interval_s``) decides. If a read on the replica fails, the
 same read is retried once on the primary, so a replica outage costs users nothing.
+
+A node can also hang: its processes stopped, its host frozen, the network silently dropping packets.
+Connections stay open and queries simply never finish, so errors never come. The check therefore
+probes each node on a connection of its own with a short deadline (``db_connect_timeout_s``); a
+node that misses it is marked down at once: its pool is terminated, which ends the queries stuck on
+it, and requests stop waiting for it. Reads then go to the other node; writes fail fast with 503 and
+``Retry-After`` until the primary answers again (or a promoted replica does, when the primary URL
+lists both hosts with ``target_session_attrs=read-write``).
 """
 
 from __future__ import annotations
@@ -26,9 +34,28 @@ WAIT_THRESHOLD_S = 0.001  # an acquisition slower than this counts as "waited" f
 # Pool gauges are sampled this often rather than on every acquire: counting a pool's idle connections
 # walks all of them, and three gauge writes per query cost more than the query's own client work.
 POOL_REPORT_INTERVAL_S = 1.0
-# Failures that mean "the replica cannot serve", as opposed to a bad query.
-REPLICA_FAILURES = (TimeoutError, OSError, ConnectionError, asyncpg.PostgresConnectionError,
-                    asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
+# Failures that mean "the node cannot serve", as opposed to a bad query.
+CONNECTION_FAILURES = (TimeoutError, OSError, ConnectionError, asyncpg.PostgresConnectionError,
+                       asyncpg.CannotConnectNowError)
+REPLICA_FAILURES = (*CONNECTION_FAILURES, asyncpg.InterfaceError)
+# "The primary cannot take writes now" (down, hung, or a standby): a request may answer without writing.
+PRIMARY_FAILURES = (*CONNECTION_FAILURES, asyncpg.ReadOnlySQLTransactionError)
+# Failures of a health probe: any of those, or a server that answers with an error (e.g. "the
+# database system is starting up", or no host in a multi-host URL accepting writes yet).
+NODE_FAILURES = (*REPLICA_FAILURES, asyncpg.PostgresError)
+
+
+
+STALL_FACTOR = 1.5
+
+
+class ProbeStalled(Exception):
+    """A probe timed out because this process stalled, not the node: no verdict."""
+
+
+class NodeUnavailable(ConnectionError):
+    """The node is marked down: the caller fails at once instead of waiting on it."""
+
 
 REPLICA_LAG_SQL = """
 SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
@@ -50,6 +77,10 @@ class InstrumentedPool:
         self.settings = settings
         self.pool: asyncpg.Pool | None = None
         self.waiting = 0
+        self.down = False
+        self._waiters: set[asyncio.Task[Any]] = set()  # requests waiting for a connection
+        self._probe_conn: asyncpg.Connection | None = None
+        self._probing: asyncio.Future[Any] | None = None
 
     async def open(self) -> None:
         s = self.settings
@@ -57,15 +88,17 @@ class InstrumentedPool:
             self.pool = await asyncpg.create_pool(
                 self.dsn, min_size=s.db_pool_min, max_size=s.db_pool_max,
                 statement_cache_size=s.db_statement_cache_size, command_timeout=s.db_command_timeout_s,
-                timeout=s.db_command_timeout_s, reset=keep_session,
+                timeout=s.db_connect_timeout_s, reset=keep_session,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError):
             metrics.DB_CONNECTION_FAILURES.labels(self.node).inc()
             raise
+        self.down = False
         metrics.DB_POOL_MAX.labels(self.node).set(s.db_pool_max)
         self.report()
 
     async def close(self) -> None:
+        self._close_probe()
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
@@ -82,25 +115,81 @@ class InstrumentedPool:
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        if self.pool is None:
+        pool = self.pool
+        if pool is None or self.down:
             metrics.DB_CONNECTION_FAILURES.labels(self.node).inc()
-            raise ConnectionError(f"{self.node} pool is not open")
+            raise NodeUnavailable(f"the {self.node} database is not answering")
         started = time.perf_counter()
         self.waiting += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiters.add(task)
         try:
-            conn = await self.pool.acquire(timeout=self.settings.db_command_timeout_s)
+            conn = await pool.acquire(timeout=self.settings.db_command_timeout_s)
         except (TimeoutError, OSError, asyncpg.PostgresError):
             metrics.DB_CONNECTION_FAILURES.labels(self.node).inc()
             raise
+        except asyncio.CancelledError:
+            if not self.down or task.uncancel():  # cancelled by someone else, not by mark_down
+                raise
+            metrics.DB_CONNECTION_FAILURES.labels(self.node).inc()
+            raise NodeUnavailable(f"the {self.node} database stopped answering") from None
         finally:
             self.waiting -= 1
+            self._waiters.discard(task)
         waited = time.perf_counter() - started
         metrics.DB_ACQUIRE.labels(self.node).observe(waited)
         metrics.DB_ACQUISITIONS.labels(self.node, "yes" if waited > WAIT_THRESHOLD_S else "no").inc()
         try:
             yield conn
         finally:
-            await self.pool.release(conn)
+            await pool.release(conn)
+
+    async def probe(self, sql: str) -> Any:
+        """Run ``sql`` on a connection of the probe's own (a full pool must not look like a dead node),
+        within ``db_connect_timeout_s`` for connecting and again for the answer. Callers arriving while
+        a probe runs (the monitor, /readyz) share its outcome."""
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.ensure_future(self._probe_once(sql))
+        return await asyncio.shield(self._probing)
+
+    async def _probe_once(self, sql: str) -> Any:
+        timeout = self.settings.db_connect_timeout_s
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(timeout):
+                if self._probe_conn is None or self._probe_conn.is_closed():
+                    self._probe_conn = await asyncpg.connect(self.dsn, statement_cache_size=0)
+                return await self._probe_conn.fetchval(sql)
+        except TimeoutError:
+            self._close_probe()
+            # A deadline that fired far too late means this process's own loop was blocked (e.g. by a
+            # model loading): the answer may be waiting unread, so the probe says nothing of the node.
+            if loop.time() - started > timeout * STALL_FACTOR:
+                raise ProbeStalled(f"the event loop stalled during the {self.node} probe") from None
+            raise
+        except BaseException:
+            self._close_probe()
+            raise
+
+    def _close_probe(self) -> None:
+        if self._probe_conn is not None:
+            self._probe_conn.terminate()  # no goodbye: the node may not be answering
+            self._probe_conn = None
+
+    def mark_down(self) -> None:
+        """Stop waiting for a node that does not answer: end the queries in flight on it (their callers
+        get a connection error: reads retry elsewhere, writes answer 503) and those queued for it."""
+        if self.down:
+            return
+        self.down = True
+        log.warning("db_node_marked_down", node=self.node)
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool = None
+        for task in self._waiters:
+            task.cancel()
 
 
 class Database:
@@ -137,12 +226,11 @@ class Database:
             await self.replica.close()
 
     async def _monitor_nodes(self) -> None:
-        """Keep chatwizard_db_up current (alerts read it) and the replica routing decision fresh."""
+        """Keep chatwizard_db_up current (alerts read it) and the routing decisions fresh. Both nodes are
+        probed at once, so a hung one does not delay noticing the other."""
         while True:
             await asyncio.sleep(self.settings.replica_check_interval_s)
-            await self.check_primary()
-            if self.replica is not None:
-                await self.check_replica()
+            await asyncio.gather(self.check_primary(), *([self.check_replica()] if self.replica else []))
 
     async def _report_pools(self) -> None:
         while True:
@@ -153,8 +241,10 @@ class Database:
 
     async def check_primary(self) -> dict[str, Any]:
         try:
-            await self._run(self.primary, lambda c: c.fetchval("SELECT 1"), count_read=False)
-        except (TimeoutError, OSError, asyncpg.PostgresError, ConnectionError) as exc:
+            await self._probe(self.primary, "SELECT 1")
+        except ProbeStalled:
+            return {"status": "down" if self.primary.down else "ok"}
+        except NODE_FAILURES as exc:
             metrics.DB_UP.labels("primary").set(0)
             return {"status": "down", "error": type(exc).__name__}
         metrics.DB_UP.labels("primary").set(1)
@@ -164,11 +254,10 @@ class Database:
         """Measure lag; route reads to the replica only while it is up and close enough."""
         assert self.replica is not None
         try:
-            if self.replica.pool is None:
-                await self.replica.open()
-            async with self.replica.acquire() as conn:
-                lag = float(await conn.fetchval(REPLICA_LAG_SQL))
-        except (TimeoutError, OSError, asyncpg.PostgresError, ConnectionError) as exc:
+            lag = float(await self._probe(self.replica, REPLICA_LAG_SQL))
+        except ProbeStalled:
+            return
+        except NODE_FAILURES as exc:
             if self.replica_healthy:
                 log.warning("replica_unavailable", error=type(exc).__name__)
             self.replica_healthy, self.replica_lag_s = False, None
@@ -182,8 +271,21 @@ class Database:
             log.info("replica_routing", reads_on_replica=healthy, lag_s=round(lag, 3))
         self.replica_healthy = healthy
 
+    @staticmethod
+    async def _probe(node: InstrumentedPool, sql: str) -> Any:
+        """Ask the node; a node that fails to answer in time is marked down, one that answers again gets
+        a fresh pool."""
+        try:
+            result = await node.probe(sql)
+            if node.pool is None:
+                await node.open()
+        except NODE_FAILURES:
+            node.mark_down()
+            raise
+        return result
+
     def read_node(self) -> InstrumentedPool:
-        if self.replica is not None and self.replica_healthy and self.replica.pool is not None:
+        if self.replica is not None and self.replica_healthy and not self.replica.down:
             return self.replica
         return self.primary
 
@@ -191,9 +293,10 @@ class Database:
         """Run a read-only query on the replica when it is fit, else (or on failure) on the primary.
 
         ``fresh=True`` reads the primary: for a user's own data, which they may have written a moment
-        ago (read-your-writes); catalogue reads tolerate the replica's lag.
+        ago (read-your-writes); catalogue reads tolerate the replica's lag. While the primary is marked
+        down, those reads too are served by a healthy replica: a little stale beats unavailable.
         """
-        node = self.primary if fresh else self.read_node()
+        node = self.primary if fresh and not self.primary.down else self.read_node()
         if node is self.replica:
             try:
                 return await self._run(node, query)
@@ -218,7 +321,13 @@ class Database:
                    count_read: bool = True) -> T:
         try:
             async with node.acquire() as conn:
-                result = await query(conn)
+                try:
+                    result = await query(conn)
+                except asyncpg.InterfaceError as exc:
+                    # The connection went under the query: the node died, or mark_down terminated it.
+                    if node.down or conn.is_closed():
+                        raise NodeUnavailable(f"the {node.node} database stopped answering") from exc
+                    raise
         except asyncpg.PostgresError as exc:
             metrics.DB_QUERY_ERRORS.labels(node.node, type(exc).__name__).inc()
             raise

@@ -124,6 +124,9 @@ REDIS_FALLBACK = Gauge(
 
 # --- business ------------------------------------------------------------------------------
 CHATS = Counter("chatwizard_chats_total", "Chat questions answered", ["channel"])  # json|sse|ws
+CHATS_NOT_SAVED = Counter(
+    "chatwizard_chats_not_saved_total", "Chats answered but not stored in history (the primary was down)"
+)
 VIDEO_CLICKS = Counter("chatwizard_video_clicks_total", "Recommended-video clicks")
 VIDEO_COMPLETIONS = Counter("chatwizard_video_completions_total", "Videos watched to completion")
 WATCH_SECONDS = Counter("chatwizard_watch_seconds_total", "Watch progress reported, in seconds")

@@ -53,12 +53,15 @@ class Settings(BaseSettings):
         256, ge=0, description="asyncpg prepared-statement cache; 0 behind PgBouncer transaction mode"
     )
     db_command_timeout_s: float = 10.0
+    db_connect_timeout_s: float = Field(
+        1.0, gt=0, description="connecting, and the health probe; a node slower than this is marked down",
+    )
     db_write_wait_ms: float = Field(
         3.0, ge=0, le=50,
         description="under load, the longest a batched write waits for as many as the last batch held",
     )
     replica_max_lag_s: float = Field(5.0, description="reads fall back to the primary beyond this lag")
-    replica_check_interval_s: float = 2.0
+    replica_check_interval_s: float = Field(0.5, gt=0, description="how often each node is probed")
 
     # Redis: cache and (with the security issue) rate limits. Down means degraded, not broken.
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")

@@ -1,14 +1,22 @@
-"""The local estate's commands (`chatwizard up`, `chatwizard security-audit`), registered on the CLI only
+"""The local estate's commands (`chatwizard up`, `security-audit`, `promote`, `backup`, `restore`, `drill`), registered on the CLI only
 where the estate is installed: the production wheel leaves this package out (setup.py)."""
 
 from __future__ import annotations
 
+import shutil
+import time
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from chatwizard.estate.ports import EstatePorts
+
+if TYPE_CHECKING:
+    from chatwizard.estate.backup import BackupStore
+
+StateDir = Annotated[Path, typer.Option(envvar="CHATWIZARD_STATE_DIR", help="the local estate's state")]
 
 
 def register(app: typer.Typer) -> None:
@@ -24,15 +32,16 @@ def register(app: typer.Typer) -> None:
         redis_exporter_port: int = EstatePorts.redis_exporter,
         blackbox_exporter_port: int = EstatePorts.blackbox_exporter,
         log_store_port: int = EstatePorts.log_store,
+        s3_port: int = EstatePorts.s3,
     ) -> None:
-        """Start the whole local estate (Postgres primary + replica, Redis, app, monitoring, log store); Ctrl-C
-        stops it."""
+        """Start the whole local estate (Postgres primary + replica, Redis, app, monitoring, log store, backup
+        bucket); Ctrl-C stops it."""
         from chatwizard.estate.up import run_estate
 
         run_estate(state_dir.resolve(), EstatePorts(
             app_port, metrics_port, postgres_port, replica_port, redis_port, prometheus_port,
             alertmanager_port, postgres_exporter_port, redis_exporter_port, blackbox_exporter_port,
-            log_store_port))
+            log_store_port, s3_port))
 
 
     @app.command("security-audit")
@@ -51,3 +60,74 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {out}: {'nothing to fix' if clean else 'FINDINGS to fix'}")
         if not clean:
             raise typer.Exit(1)
+
+    @app.command()
+    def promote(state_dir: StateDir = Path(".estate")) -> None:
+        """Failover of the local estate: fence the primary (kill what is left of it) and promote the replica;
+        the app, whose primary URL names both nodes, writes to it within seconds."""
+        from chatwizard.estate.postgres import PostgresNode, fence_and_promote
+
+        started = time.monotonic()
+        state_dir = state_dir.resolve()
+        replica = PostgresNode(state_dir / "postgres-replica", 0)
+        fence_and_promote(PostgresNode(state_dir / "postgres-primary", 0), replica)
+        typer.echo(f"promoted {replica.data_dir} in {time.monotonic() - started:.1f} s; the old primary is "
+                   "fenced (runbooks/disaster-recovery.md: rebuild a replica before the next failure)")
+
+    @app.command()
+    def backup(state_dir: StateDir = Path(".estate")) -> None:
+        """Take a base backup of the running local estate's primary now (and apply the retention policy)."""
+        from chatwizard.estate.backup import backup_ids, base_backup
+        from chatwizard.estate.postgres import PostgresNode
+
+        store = backup_store(state_dir)
+        base_backup(PostgresNode(state_dir.resolve() / "postgres-primary", store.primary_port), store)
+        typer.echo(f"backups in {store.destination}: {', '.join(backup_ids(store))}")
+
+    @app.command()
+    def restore(
+        to: Annotated[Path, typer.Option(help="a new, empty data folder")],
+        port: Annotated[int, typer.Option(help="the restored node's port")],
+        time_: Annotated[datetime | None, typer.Option(
+            "--time", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"],
+            help="restore to this time, with its zone, e.g. 2026-12-02T12:00:00+00:00 (default: latest)")]
+        = None,
+        state_dir: StateDir = Path(".estate"),
+    ) -> None:
+        """Restore the local estate's backups into a new Postgres node, to the latest point or to --time,
+        and start it as a primary."""
+        from chatwizard.estate.backup import restore as restore_node
+        from chatwizard.estate.postgres import BIN, SYSTEM_USER, PostgresNode
+
+        node = PostgresNode(to.resolve(), port)
+        started = time.monotonic()
+        restore_node(backup_store(state_dir), node, time_)
+        as_user = f"runuser -u {SYSTEM_USER} -- " if SYSTEM_USER else ""
+        typer.echo(f"restored in {time.monotonic() - started:.0f} s: {node.dsn} (running; stop it with "
+                   f"{as_user}{BIN / 'pg_ctl'} -D {node.data_dir} stop)")
+
+    @app.command()
+    def drill(
+        out: Annotated[Path, typer.Option(help="the report")] = Path("docs/reliability/drills.md"),
+        state_dir: Annotated[Path, typer.Option(help="throwaway estates, emptied first")] = Path(".estate-drill"),
+        backup_load_s: Annotated[float, typer.Option(help="writes before the loss (> archive timeout)")] = 45,
+    ) -> None:
+        """Run every disaster-recovery drill on throwaway estates and write the report with its figures."""
+        from chatwizard.estate.drills import run_all
+
+        shutil.rmtree(state_dir, ignore_errors=True)
+        report = run_all(state_dir.resolve(), backup_load_s)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)
+        typer.echo(report)
+
+
+def backup_store(state_dir: Path) -> BackupStore:
+    """Where `chatwizard up` said its backups go, or a clear exit when it never ran there."""
+    from chatwizard.estate.backup import BackupStore
+
+    config = state_dir.resolve() / "backup.json"
+    if not config.exists():
+        typer.echo(f"no backups in {state_dir}: `chatwizard up --state-dir {state_dir}` archives there", err=True)
+        raise typer.Exit(1)
+    return BackupStore.load(config)

@@ -22,6 +22,8 @@ class EstatePorts:
     blackbox_exporter: int = 9115
     log_store: int = 5434
 
+    s3: int = 9400  # the S3 API stand-in holding the backup bucket
+
 
 def free_port() -> int:
     """A loopback port nobody listens on now: for throwaway estates (tests, load tests)."""

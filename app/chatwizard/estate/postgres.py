@@ -6,8 +6,10 @@ servers run as the unprivileged ``pgserver`` user (Postgres refuses root), as th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import warnings
 from dataclasses import dataclass
@@ -96,15 +98,50 @@ class PostgresNode:
     def start(self) -> None:
         if self.running:  # left over from a run that was killed: use it as it is
             return
-        # The port on the command line wins over the one written at init, so ports can change between runs.
-        result = run(BIN / "pg_ctl", "-D", self.data_dir, "-l", self.log_file, "-o", f"-p {self.port}", "-w",
-                     "-t", "60", "start", check=False)
+        # The port and socket folder on the command line win over those written at init, so ports can
+        # change between runs and a data folder can move (a promoted replica becoming the primary).
+        result = run(BIN / "pg_ctl", "-D", self.data_dir, "-l", self.log_file, "-o",
+                     f"-p {self.port} -k {self.data_dir}", "-w", "-t", "60", "start", check=False)
         if result.returncode != 0:
             tail = result.stderr + (self.log_file.read_text()[-2000:] if self.log_file.exists() else "")
             raise RuntimeError(f"postgres on port {self.port} did not start:\n{tail}")
 
     def stop(self, mode: str = "fast") -> None:
         run(BIN / "pg_ctl", "-D", self.data_dir, "-m", mode, "-w", "stop", check=False)
+
+    def promote(self) -> None:
+        """Make this standby a primary that takes writes (it stops following its old primary)."""
+        result = run(BIN / "pg_ctl", "-D", self.data_dir, "-w", "-t", "60", "promote", check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"promoting the node on port {self.port} failed: {result.stderr.strip()}")
+
+    def pids(self) -> list[int]:
+        """The postmaster and every process it started (backends, WAL sender/receiver, checkpointer ...)."""
+        pid_file = self.data_dir / "postmaster.pid"
+        if not pid_file.exists():
+            return []
+        postmaster = int(pid_file.read_text().split()[0])
+        children = (int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == postmaster)
+        return [postmaster, *children]
+
+    def signal(self, signum: int) -> None:
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def kill(self) -> None:
+        """The node's host dies: every process at once, nothing flushed, no goodbye to clients."""
+        self.signal(signal.SIGKILL)
+
+    def set_synchronous_standby(self, on: bool) -> None:
+        """Commit only once the standby has the WAL (as RDS Multi-AZ does): a failover loses nothing
+        acknowledged, and each commit waits for one more network round trip."""
+        self.psql(f"ALTER SYSTEM SET synchronous_standby_names = '{'*' if on else ''}'")
+        self.psql("SELECT pg_reload_conf()")
+
+    @property
+    def in_recovery(self) -> bool:
+        return self.psql("SELECT pg_is_in_recovery()") == "t"
 
     @property
     def running(self) -> bool:
@@ -119,12 +156,36 @@ class PostgresNode:
             self.psql(f"CREATE DATABASE {DATABASE}", "postgres")
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def fence_and_promote(old_primary: PostgresNode, standby: PostgresNode) -> None:
+    """Fence the old primary (its processes killed, if any are left: two primaries would each take
+    writes the other never sees), then promote the standby."""
+    old_primary.kill()
+    standby.promote()
+
+
+def failover_dsn(primary: PostgresNode, replica: PostgresNode, login: str, password: str) -> str:
+    """One URL for "whichever node takes writes": after the replica is promoted, new connections find it
+    (libpq's multi-host syntax, which asyncpg speaks), as RDS's endpoint name follows a Multi-AZ failover."""
+    return (f"postgresql://{login}:{password}@127.0.0.1:{primary.port},127.0.0.1:{replica.port}/{DATABASE}"
+            "?target_session_attrs=read-write")
+
+
 def start_pair(state_dir: Path, primary_port: int, replica_port: int) -> tuple[PostgresNode, PostgresNode]:
     """Start (creating on first use) a primary with the app database and its streaming replica."""
     primary = PostgresNode(state_dir / "postgres-primary", primary_port)
     replica = PostgresNode(state_dir / "postgres-replica", replica_port)
     if not primary.initialised:
         primary.init_primary()
+    if replica.initialised and not (replica.data_dir / "standby.signal").exists():
+        raise RuntimeError(f"{replica.data_dir} was promoted (a failover) and {primary.data_dir} is the old "
+                           "primary: make the promoted node the primary (runbooks/disaster-recovery.md)")
     primary.start()
     try:
         primary.create_database()

@@ -21,11 +21,14 @@ from pathlib import Path
 from chatwizard.core.crypto import new_key_entry
 from chatwizard.core.settings import APP_DB_LOGIN
 from chatwizard.estate.logs import REQUEST_QUERY, LogStore, start_log_shipping
+from chatwizard.estate.backup import BackupSchedule, BackupStore, S3StandIn, enable_archiving
 from chatwizard.estate.monitoring import Targets, start_monitoring
 from chatwizard.estate.ports import EstatePorts
+from chatwizard.estate.postgres import PostgresNode
 from chatwizard.estate.processes import stop_process, wait_ready
 
 DEMO_EMAIL = "demo@example.com"
+BACKUP_INTERVAL_H = 24
 
 
 def field_keys(state_dir: Path) -> str:
@@ -51,6 +54,28 @@ def app_environment(ports: EstatePorts, primary_dsn: str, replica_dsn: str, redi
         # No proxy in front of the laptop's app: a client's X-Forwarded-For is never believed.
         "CHATWIZARD_FORWARDED_ALLOW_IPS": "",
     }
+
+
+def start_backups(state_dir: Path, primary: PostgresNode, s3_port: int,
+                  stops: list[tuple[str, object]]) -> tuple[BackupStore, BackupSchedule]:
+    """The S3 API stand-in with the backup bucket, and the primary archiving its WAL into it. The
+    stand-in keeps the bucket in memory, so each start begins with a fresh base backup."""
+    s3 = S3StandIn(s3_port)
+    s3.start(state_dir / "s3.log")
+    stops.insert(0, ("s3 stand-in", s3.stop))
+    store = BackupStore(s3.url, "chatwizard-backups", primary_port=primary.port)
+    store.create_bucket()
+    store.save(state_dir / "backup.json")
+    archiving = primary.psql("SHOW archive_mode") == "on"
+    enable_archiving(primary, store)
+    if archiving:
+        primary.psql("SELECT pg_reload_conf()")  # the stand-in's port may have changed
+    else:  # archive_mode takes effect at a restart; the replica reconnects by itself
+        primary.stop()
+        primary.start()
+    schedule = BackupSchedule(primary, store, BACKUP_INTERVAL_H * 3600)
+    stops.insert(0, ("base backups", schedule.stop))
+    return store, schedule
 
 
 def start_app(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
@@ -91,7 +116,7 @@ def stopping_on_exit() -> Iterator[None]:
 
 
 def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
-    from chatwizard.estate.postgres import start_pair
+    from chatwizard.estate.postgres import failover_dsn, start_pair
     from chatwizard.estate.redis import RedisNode, password_file
 
     ports = ports or EstatePorts()
@@ -102,6 +127,7 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             print(f"state folder: {state_dir}")
             primary, replica = start_pair(state_dir, ports.primary, ports.replica)
             stops += [("postgres replica", replica.stop), ("postgres primary", primary.stop)]
+            store, schedule = start_backups(state_dir, primary, ports.s3, stops)
             redis = RedisNode(state_dir / "redis", ports.redis, password=password_file(state_dir))
             redis.start()
             stops.insert(0, ("redis", redis.stop))
@@ -110,7 +136,7 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             password = secrets.token_urlsafe(24)
             owner = app_environment(ports, primary.dsn, replica.dsn, redis.url, state_dir)
             prepare_database(owner | {"CHATWIZARD_APP_DB_PASSWORD": password})
-            env = app_environment(ports, primary.dsn_as(APP_DB_LOGIN, password),
+            env = app_environment(ports, failover_dsn(primary, replica, APP_DB_LOGIN, password),
                                   replica.dsn_as(APP_DB_LOGIN, password), redis.url, state_dir)
             key = demo_key(env, state_dir)
             logs, shipping = start_log_shipping(state_dir / "logs", state_dir / "app.log", ports.log_store)
@@ -122,7 +148,8 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             targets = Targets(f"127.0.0.1:{ports.metrics}", base, primary.dsn, f"127.0.0.1:{ports.redis}",
                               key, webhook_url=None, redis_password=redis.password)
             stops[:0] = start_monitoring(state_dir / "monitoring", ports, targets)
-            print_summary(base, ports, key, primary.dsn, replica.dsn, state_dir, logs)
+            print_summary(base, ports, key, primary.dsn, replica.dsn, state_dir, logs, store)
+            schedule.start()
             while app.poll() is None:
                 time.sleep(1)
             print(f"the app exited with code {app.returncode}; see {state_dir / 'app.log'}")
@@ -136,7 +163,7 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
 
 
 def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str,
-                  state_dir: Path, logs: LogStore) -> None:
+                  state_dir: Path, logs: LogStore, backups: BackupStore) -> None:
     one_request = REQUEST_QUERY.replace("$1", "'<X-Request-Id>'")
     lines = [
         "",
@@ -152,6 +179,8 @@ def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, rep
         f"  Redis          redis://127.0.0.1:{ports.redis}/0  (password in {state_dir}/redis-password)",
         f"  Prometheus     http://127.0.0.1:{ports.prometheus}  (alerts: /alerts)",
         f"  Alertmanager   http://127.0.0.1:{ports.alertmanager}",
+        f"  Backups        WAL archived continuously, base backups every {BACKUP_INTERVAL_H} h to "
+        f"{backups.destination} at {backups.endpoint_url}",
         f"  Logs           {state_dir}/app.log, shipped by syslog-ng to the log store {logs.dsn}",
         f"                 one request, every worker: {logs.psql} -c \"{one_request}\"",
         "",
