@@ -19,7 +19,6 @@ from chatwizard.chat import queries, semantic_cache
 from chatwizard.core import metrics
 from chatwizard.core.batching import GroupCommit
 from chatwizard.core.crypto import FieldKeyError
-
 from chatwizard.core.db import PRIMARY_FAILURES
 from chatwizard.core.llm import LLMUnavailable, Usage
 from chatwizard.core.responses import safe_json

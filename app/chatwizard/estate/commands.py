@@ -1,5 +1,6 @@
-"""The local estate's commands (`chatwizard up`, `security-audit`, `promote`, `backup`, `restore`, `drill`), registered on the CLI only
-where the estate is installed: the production wheel leaves this package out (setup.py)."""
+"""The local estate's commands (`chatwizard up`, `security-audit`, `promote`, `backup`, `restore`, `drill`),
+registered on the CLI only where the estate is installed: the production wheel leaves this package out
+(setup.py)."""
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def drill(
         out: Annotated[Path, typer.Option(help="the report")] = Path("docs/reliability/drills.md"),
-        state_dir: Annotated[Path, typer.Option(help="throwaway estates, emptied first")] = Path(".estate-drill"),
+        state_dir: Annotated[Path, typer.Option(help="throwaway estates, emptied first")]
+        = Path(".estate-drill"),
         backup_load_s: Annotated[float, typer.Option(help="writes before the loss (> archive timeout)")] = 45,
     ) -> None:
         """Run every disaster-recovery drill on throwaway estates and write the report with its figures."""
@@ -128,6 +130,7 @@ def backup_store(state_dir: Path) -> BackupStore:
 
     config = state_dir.resolve() / "backup.json"
     if not config.exists():
-        typer.echo(f"no backups in {state_dir}: `chatwizard up --state-dir {state_dir}` archives there", err=True)
+        typer.echo(f"no backups in {state_dir}: `chatwizard up --state-dir {state_dir}` archives there",
+                   err=True)
         raise typer.Exit(1)
     return BackupStore.load(config)

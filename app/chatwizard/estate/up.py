@@ -20,8 +20,8 @@ from pathlib import Path
 
 from chatwizard.core.crypto import new_key_entry
 from chatwizard.core.settings import APP_DB_LOGIN
-from chatwizard.estate.logs import REQUEST_QUERY, LogStore, start_log_shipping
 from chatwizard.estate.backup import BackupSchedule, BackupStore, S3StandIn, enable_archiving
+from chatwizard.estate.logs import REQUEST_QUERY, LogStore, start_log_shipping
 from chatwizard.estate.monitoring import Targets, start_monitoring
 from chatwizard.estate.ports import EstatePorts
 from chatwizard.estate.postgres import PostgresNode
