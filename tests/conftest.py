@@ -34,6 +34,17 @@ from chatwizard.videos.sample import SAMPLE_DIR
 from fakellm.config import FakeLLMConfig
 from fakellm.testing import RunningFakeLLM, running_fake_llm
 
+# The security suite (`pytest -m security`): what the penetration tests check, re-run on every change.
+SECURITY_SUITE = {"test_access", "test_audit", "test_bad_input", "test_cache_privacy", "test_field_encryption",
+                  "test_injection", "test_keys", "test_leak", "test_privacy", "test_rate_limits",
+                  "test_schemathesis", "test_security_audit", "test_static_security"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent.name == "app" and item.path.stem in SECURITY_SUITE:
+            item.add_marker(pytest.mark.security)
+
 TEST_OPENAI_KEY = "sk-test-fake-llm-key"  # accepted by the fake LLM only
 APP_DB_PASSWORD = "test-app-login"  # the test cluster trusts loopback: not a secret
 FIELD_KEYS = new_key_entry("t1")  # one ring for every app server the tests start on the shared database
