@@ -67,34 +67,50 @@ async def until(check, what: str, timeout_s: float = 30, poke=None) -> None:
 
 
 async def test_gauges_recover_when_a_worker_dies_during_an_outage(app_server: AppServer, databases: Databases,
-                                                                 redis_node, make_user):
-    """Both workers see the replica and Redis down; one is killed; once both are back, every state gauge
-    reads healthy again. With min/max modes the dead worker's last "down" would stay until a restart."""
-    user = await make_user()
+                                                                 redis_node, fake_llm, make_user):
+    """Both workers see the replica, Redis and the LLM down; one is killed; once all are back, every state
+    gauge reads healthy again. With min/max modes the dead worker's last "down" would stay until a restart."""
+    user = await make_user("pro")
+    asked = iter(range(10**6))
 
     async def requests() -> None:  # authenticated: the rate limiter needs Redis; fresh connections: both workers
         async with httpx.AsyncClient(base_url=app_server.base_url, headers={"Authorization": f"Bearer {user.key}"},
                                      limits=httpx.Limits(max_keepalive_connections=0), timeout=30) as client:
             await asyncio.gather(*(client.get("/v1/me") for _ in range(20)))
 
+    async def chats() -> None:  # questions never asked before: each one reaches the LLM (or its breaker)
+        async with httpx.AsyncClient(base_url=app_server.base_url, headers={"Authorization": f"Bearer {user.key}"},
+                                     limits=httpx.Limits(max_keepalive_connections=0), timeout=30) as client:
+            await asyncio.gather(*(client.post("/v1/chat", json={"question": f"gauge check {next(asked)}: "
+                                                                            "how do loops work in Python?"})
+                                   for _ in range(8)))
+
     def gauge(name: str, **labels: str) -> float:
         return metric_value(app_server.metrics(), name, **labels)
 
     databases.replica.stop("immediate")
     redis_node.stop()
+    fake_llm.configure(error_rate_500=1.0)
     try:
         await until(lambda: gauge("chatwizard_db_up", node="replica") == 0
                     and gauge("chatwizard_redis_fallback_active") == 1, "the outage never showed", poke=requests)
+        await until(lambda: gauge("chatwizard_llm_circuit_open") == 1, "the LLM breaker never opened", poke=chats,
+                    timeout_s=60)
         await requests()
+        await chats()
         await asyncio.sleep(3)  # a replica check in every worker, so the victim has reported "down" too
         await kill_a_worker(app_server)
     finally:
+        fake_llm.configure(error_rate_500=0.0)
         redis_node.start()
         databases.replica.start()
     await until(lambda: gauge("chatwizard_db_up", node="replica") == 1, "chatwizard_db_up{node=replica} stuck at 0",
                 timeout_s=60)
     await until(lambda: gauge("chatwizard_redis_fallback_active") == 0, "chatwizard_redis_fallback_active stuck at 1",
                 timeout_s=60, poke=requests)
+    # The surviving worker's breaker lets one trial through after its reset time (30 s) and closes.
+    await until(lambda: gauge("chatwizard_llm_circuit_open") == 0, "chatwizard_llm_circuit_open stuck at 1",
+                timeout_s=90, poke=chats)
     assert gauge("chatwizard_db_up", node="primary") == 1
 
 
