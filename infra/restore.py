@@ -11,7 +11,8 @@ the first region is gone (that region's subnet group and security groups are opt
 there). `--switch` then hands the restored instance the source's identifier, and with it the endpoint
 that PgBouncer, migrations and the RDS certificate name: the source and its read replicas are renamed
 `<identifier>-before-<time>` (kept, for comparison), and new read replicas of the restored instance take
-the replicas' identifiers. `--dry-run` checks everything against AWS and prints what it would do.
+the replicas' identifiers; `--pulumi-state FILE` (`pulumi stack export --file FILE` first) then points
+the stack's state at them. `--dry-run` checks everything against AWS and prints what it would do.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -36,6 +38,7 @@ COPIED = ("DBInstanceClass", "MultiAZ", "StorageType", "CopyTagsToSnapshot", "De
           "BackupRetentionPeriod", "PubliclyAccessible", "MaxAllocatedStorage", "AutoMinorVersionUpgrade")
 RESTORE = "RestoreDBInstanceToPointInTime"
 READ_REPLICA = "CreateDBInstanceReadReplica"
+RDS_INSTANCE = "aws:rds/instance:Instance"  # its type in Pulumi's state
 
 
 class RestoreError(Exception):
@@ -50,6 +53,7 @@ class Source:
     latest: datetime
     settings: dict[str, Any] = field(default_factory=dict)  # what the restored instance copies
     replicas: tuple[str, ...] = ()
+    resource_id: str = ""  # RDS's immutable id of the instance, which Pulumi's state knows it by
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ def source_instance(rds: Any, identifier: str) -> Source:
         latest=found["LatestRestorableTime"],
         settings=accepted(rds, RESTORE, settings_of(found)),
         replicas=tuple(found.get("ReadReplicaDBInstanceIdentifiers", [])),
+        resource_id=found["DbiResourceId"],
     )
 
 
@@ -191,35 +196,61 @@ def verify(restored: dict[str, Any], source: Source) -> list[str]:
     return problems
 
 
-def rename(rds: Any, old: str, new: str, waiting: Waiting, say: Callable[[str], None]) -> None:
+def rename(rds: Any, old: str, new: str, waiting: Waiting, say: Callable[[str], None]) -> dict[str, Any]:
     say(f"rename {old} -> {new}")
     rds.modify_db_instance(DBInstanceIdentifier=old, NewDBInstanceIdentifier=new, ApplyImmediately=True)
-    wait_available(rds, new, waiting)
+    return wait_available(rds, new, waiting)
 
 
 def switch(rds: Any, source: Source, restored: str, stamp: str, waiting: Waiting,
-           say: Callable[[str], None]) -> None:
+           say: Callable[[str], None]) -> dict[str, str]:
     """Give the restored instance the source's identifier (its endpoint), and new read replicas the old
     replicas' identifiers; the old instances stay, renamed. The old replicas go first: until the new ones
-    are up, the app reads from the primary (a replica that does not answer costs it nothing)."""
-    replicas = {}
-    for replica in source.replicas:
-        replicas[replica] = settings_of(instance(rds, replica) or {})
+    are up, the app reads from the primary (a replica that does not answer costs it nothing).
+    Returns, by the resource id of each replaced instance, the id of the one now under its name."""
+    replicas = {name: instance(rds, name) or {} for name in source.replicas}
+    for replica in replicas:
         rename(rds, replica, f"{replica}-before-{stamp}", waiting, say)
     rename(rds, source.identifier, f"{source.identifier}-before-{stamp}", waiting, say)
-    rename(rds, restored, source.identifier, waiting, say)
-    for replica, settings in replicas.items():
+    replaced = {source.resource_id: rename(rds, restored, source.identifier, waiting, say)["DbiResourceId"]}
+    for replica, old in replicas.items():
         say(f"create read replica {replica} of {source.identifier}")
         rds.create_db_instance_read_replica(
             DBInstanceIdentifier=replica, SourceDBInstanceIdentifier=source.identifier,
-            **accepted(rds, READ_REPLICA, settings),
+            **accepted(rds, READ_REPLICA, settings_of(old)),
         )
-    for replica in replicas:
-        wait_available(rds, replica, waiting)
+    for replica, old in replicas.items():
+        replaced[old["DbiResourceId"]] = wait_available(rds, replica, waiting)["DbiResourceId"]
+    return replaced
 
 
-def names(options: argparse.Namespace, source: Source, stamp: str) -> tuple[str, list[str]]:
-    """The restored instance's name and every name the run gives, checked before anything changes."""
+def adopt(state: Path, replaced: dict[str, str]) -> int:
+    """Point the RDS instances of an exported Pulumi state (`pulumi stack export`) at the instances that
+    now carry their names: Pulumi follows an instance by its resource id, not its name. Returns how many."""
+    exported = json.loads(state.read_text())
+    changed = 0
+    for resource in exported["deployment"]["resources"]:
+        if resource["type"] == RDS_INSTANCE and resource.get("id") in replaced:
+            resource["id"] = replaced[resource["id"]]
+            changed += 1
+    state.write_text(json.dumps(exported, indent=4))
+    return changed
+
+
+def state_holds(state: Path, resource_id: str) -> None:
+    """Refuse, before changing anything, a state file that does not know the source instance."""
+    try:
+        resources = json.loads(state.read_text())["deployment"]["resources"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RestoreError(f"{state} is no exported Pulumi state ({error}): pulumi stack export --file "
+                           f"{state}") from None
+    if not any(r["type"] == RDS_INSTANCE and r.get("id") == resource_id for r in resources):
+        raise RestoreError(f"{state} holds no RDS instance {resource_id}: export the stack that manages the "
+                           "source (pulumi stack export --stack <stack> --file ...)")
+
+
+def target_name(options: argparse.Namespace, source: Source, stamp: str) -> str:
+    """The restored instance's name, with every name the run gives checked before anything changes."""
     target = options.switch_to or options.target or f"{source.identifier}-pitr-{stamp}"
     given = [target]
     if options.switch or options.switch_to:
@@ -227,7 +258,7 @@ def names(options: argparse.Namespace, source: Source, stamp: str) -> tuple[str,
     bad = [name for name in given if not IDENTIFIER.match(name)]
     if bad:
         raise RestoreError(f"not a valid RDS instance name (letters, digits, single hyphens, ≤ 63): {bad}")
-    return target, given
+    return target
 
 
 def restore(rds: Any, source: Source, target: str, options: argparse.Namespace,
@@ -252,7 +283,9 @@ def run(options: argparse.Namespace, say: Callable[[str], None]) -> None:
     else:
         source = source_instance(rds, options.source)
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M")
-    target, _ = names(options, source, stamp)
+    target = target_name(options, source, stamp)
+    if options.pulumi_state:
+        state_holds(options.pulumi_state, source.resource_id)
     waiting = Waiting(options.poll_seconds, options.timeout_minutes * 60)
     if not options.switch_to:
         restore(rds, source, target, options, say)
@@ -268,10 +301,13 @@ def run(options: argparse.Namespace, say: Callable[[str], None]) -> None:
         raise RestoreError(f"{target} failed its checks: {'; '.join(problems)}")
     say(f"{target} is available at {restored['Endpoint']['Address']}")
     if options.switch or options.switch_to:
-        switch(rds, source, target, stamp, waiting, say)
+        replaced = switch(rds, source, target, stamp, waiting, say)
         say(f"switched: {source.identifier} is the restored database. Restart PgBouncer (kubectl -n "
-            "chatwizard rollout restart deploy/pgbouncer) so no connection stays on the old one, then bring "
-            "Pulumi's state up to date (docs/deploy.md, \"Restore (AWS)\")")
+            "chatwizard rollout restart deploy/pgbouncer) so no connection stays on the old one.")
+        if options.pulumi_state:
+            changed = adopt(options.pulumi_state, replaced)
+            say(f"{options.pulumi_state}: {changed} RDS instances now the restored ones; "
+                f"pulumi stack import --file {options.pulumi_state}, then pulumi refresh and pulumi up")
 
 
 def iso_time(text: str) -> datetime:
@@ -295,6 +331,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--switch", action="store_true", help="switch the app to it once it checks out")
     parser.add_argument("--switch-to", metavar="RESTORED", help="switch to an instance restored before")
     parser.add_argument("--dry-run", action="store_true", help="check and print the plan, change nothing")
+    parser.add_argument("--pulumi-state", type=Path, metavar="FILE",
+                        help="with a switch: the stack's exported state, rewritten to the restored instances")
     parser.add_argument("--from-replicated-backups", action="store_true",
                         help="restore from the copies in --region, the stack's backup region")
     parser.add_argument("--subnet-group", help="with --from-replicated-backups: the DB subnet group there")
@@ -310,6 +348,8 @@ def checked(options: argparse.Namespace) -> argparse.Namespace:
         raise RestoreError("--switch-to switches to an instance restored before: it takes no --time/--latest")
     if not options.switch_to and not (options.time or options.latest):
         raise RestoreError("say which point in time: --time 2026-12-02T10:15:00Z, or --latest")
+    if options.pulumi_state and not (options.switch or options.switch_to):
+        raise RestoreError("--pulumi-state goes with --switch or --switch-to: it follows the switch")
     if options.from_replicated_backups and (options.switch or options.switch_to):
         raise RestoreError("--switch works in the stack's own region; after a region loss the estate moves "
                            "to the backup region with its database (docs/deploy.md, \"Restore (AWS)\")")

@@ -134,9 +134,21 @@ def instances() -> dict[str, dict[str, Any]]:
     return {i["DBInstanceIdentifier"]: i for i in found}
 
 
-def test_restore_to_a_point_in_time_then_switch(moto_server: Moto, estate: Estate, capsys):
+def exported_state(path: Path, resource_ids: dict[str, str]) -> Path:
+    """What `pulumi stack export` writes, reduced to what the switch reads: resources by type and id."""
+    resources = [{"urn": f"urn:pulumi:production::chatwizard::aws:rds/instance:Instance::{name}",
+                  "type": "aws:rds/instance:Instance", "id": resource_id} for name, resource_id in resource_ids.items()]
+    resources.append({"urn": "urn:pulumi:production::chatwizard::aws:kms/key:Key::storage", "type": "aws:kms/key:Key",
+                      "id": "1234abcd"})
+    path.write_text(json.dumps({"version": 3, "deployment": {"manifest": {}, "resources": resources}}))
+    return path
+
+
+def test_restore_to_a_point_in_time_then_switch(moto_server: Moto, estate: Estate, capsys, tmp_path: Path):
+    before = {name: i["DbiResourceId"] for name, i in instances().items()}
+    state = exported_state(tmp_path / "state.json", before)
     when = estate.created + timedelta(microseconds=1)
-    assert run("--time", when.isoformat(), "--switch") == 0
+    assert run("--time", when.isoformat(), "--switch", "--pulumi-state", str(state)) == 0
     [(region, request)] = moto_server.calls("RestoreDBInstanceToPointInTime")
     restored = request["TargetDBInstanceIdentifier"]
     assert region == REGION and request["SourceDBInstanceIdentifier"] == "cw-primary"
@@ -158,6 +170,27 @@ def test_restore_to_a_point_in_time_then_switch(moto_server: Moto, estate: Estat
     assert {"cw-primary", "cw-replica-1", f"cw-primary-before-{stamp}", f"cw-replica-1-before-{stamp}"} == set(now)
     assert {"Key": "restored-from", "Value": "cw-primary"} in now["cw-primary"]["TagList"]
     assert "switched: cw-primary is the restored database" in capsys.readouterr().out
+    # Pulumi's state follows the instances under the stack's names (moto gives every instance one resource
+    # id, so which id replaces which is test_adopt_points_the_state_at_the_new_instances's to check).
+    ids = [r["id"] for r in json.loads(state.read_text())["deployment"]["resources"]]
+    assert ids == [now["cw-primary"]["DbiResourceId"], now["cw-replica-1"]["DbiResourceId"], "1234abcd"]
+
+
+def test_adopt_points_the_state_at_the_new_instances(tmp_path: Path):
+    state = exported_state(tmp_path / "state.json", {"primary": "db-OLDPRIMARY", "replica-1": "db-OLDREPLICA",
+                                                     "elsewhere": "db-UNRELATED"})
+    replaced = {"db-OLDPRIMARY": "db-RESTORED", "db-OLDREPLICA": "db-NEWREPLICA", "1234abcd": "not-an-rds-id"}
+    assert restore.adopt(state, replaced) == 2
+    ids = [r["id"] for r in json.loads(state.read_text())["deployment"]["resources"]]
+    assert ids == ["db-RESTORED", "db-NEWREPLICA", "db-UNRELATED", "1234abcd"]  # the KMS key is no instance
+
+
+def test_a_state_without_the_source_is_refused_before_any_change(moto_server: Moto, estate: Estate, capsys,
+                                                                  tmp_path: Path):
+    state = exported_state(tmp_path / "state.json", {"cw-primary": "db-SOMEOTHERSTACK"})
+    assert run("--latest", "--switch", "--pulumi-state", str(state)) == 2
+    assert "holds no RDS instance db-" in capsys.readouterr().err
+    assert not [p for _, p in moto_server.requests() if p.get("Action") in MUTATING]
 
 
 def test_restore_without_switch_leaves_the_primary_alone(moto_server: Moto, estate: Estate):
@@ -193,6 +226,8 @@ def test_switch_to_an_instance_restored_before(moto_server: Moto, estate: Estate
         (["--latest", "--target", "cw-replica-1"], "cw-replica-1 exists already"),
         (["--latest", "--from-replicated-backups", "--switch"], "--switch works in the stack's own region"),
         (["--switch-to", "cw-restored", "--latest"], "--switch-to switches to an instance restored before"),
+        (["--latest", "--pulumi-state", "state.json"], "--pulumi-state goes with --switch"),
+        (["--latest", "--switch", "--pulumi-state", "no-such-state.json"], "is no exported Pulumi state"),
     ],
 )
 def test_bad_input_fails_clearly_and_changes_nothing(moto_server: Moto, estate: Estate, capsys, args, message):
