@@ -193,6 +193,8 @@ def verify(restored: dict[str, Any], source: Source) -> list[str]:
         problems.append(f"it is not in the security groups {sorted(expected_groups - groups)}")
     if restored.get("PubliclyAccessible"):
         problems.append("it is publicly accessible")
+    if {"Key": "restored-from", "Value": source.identifier} not in restored.get("TagList", []):
+        problems.append(f"it was not restored from {source.identifier} (its tag restored-from)")
     return problems
 
 
@@ -215,9 +217,11 @@ def switch(rds: Any, source: Source, restored: str, stamp: str, waiting: Waiting
     replaced = {source.resource_id: rename(rds, restored, source.identifier, waiting, say)["DbiResourceId"]}
     for replica, old in replicas.items():
         say(f"create read replica {replica} of {source.identifier}")
+        # In the source's region a replica takes the source's subnet group; RDS refuses one named.
+        settings = {k: v for k, v in settings_of(old).items() if k != "DBSubnetGroupName"}
         rds.create_db_instance_read_replica(
             DBInstanceIdentifier=replica, SourceDBInstanceIdentifier=source.identifier,
-            **accepted(rds, READ_REPLICA, settings_of(old)),
+            **accepted(rds, READ_REPLICA, settings),
         )
     for replica, old in replicas.items():
         replaced[old["DbiResourceId"]] = wait_available(rds, replica, waiting)["DbiResourceId"]
@@ -261,8 +265,17 @@ def target_name(options: argparse.Namespace, source: Source, stamp: str) -> str:
     return target
 
 
+def find_source(rds: Any, options: argparse.Namespace) -> Source:
+    if not options.from_replicated_backups:
+        return source_instance(rds, options.source)
+    network = {"DBSubnetGroupName": options.subnet_group, "VpcSecurityGroupIds": options.security_group,
+               "DBParameterGroupName": options.parameter_group}
+    return replicated_backups(rds, options.source, accepted(rds, RESTORE, network))
+
+
 def restore(rds: Any, source: Source, target: str, options: argparse.Namespace,
             say: Callable[[str], None]) -> None:
+    """Start the restore (or, with --dry-run, print it): the checks on its input come first."""
     request = restore_request(source, target, options.time)
     if instance(rds, target):
         raise RestoreError(f"{target} exists already: name another with --target")
@@ -270,44 +283,49 @@ def restore(rds: Any, source: Source, target: str, options: argparse.Namespace,
     say(f"restore {source.identifier} as of {when} into {target} in {rds.meta.region_name}")
     if options.dry_run:
         say(f"  {RESTORE}: {json.dumps(request, default=str)}")
+    else:
+        rds.restore_db_instance_to_point_in_time(**request)
+
+
+def switch_and_adopt(rds: Any, source: Source, target: str, stamp: str, options: argparse.Namespace,
+                     say: Callable[[str], None]) -> None:
+    if options.dry_run:
+        say(f"then switch: {target} becomes {source.identifier}; renamed -before-{stamp}: "
+            f"{', '.join((source.identifier, *source.replicas))}; new read replicas: "
+            f"{', '.join(source.replicas) or 'none'}")
         return
-    rds.restore_db_instance_to_point_in_time(**request)
+    replaced = switch(rds, source, target, stamp, waiting(options), say)
+    say(f"switched: {source.identifier} is the restored database. Restart PgBouncer (kubectl -n "
+        "chatwizard rollout restart deploy/pgbouncer) so no connection stays on the old one.")
+    if options.pulumi_state:
+        changed = adopt(options.pulumi_state, replaced)
+        say(f"{options.pulumi_state}: {changed} RDS instances now the restored ones; "
+            f"pulumi stack import --file {options.pulumi_state}, then pulumi refresh and pulumi up")
+
+
+def waiting(options: argparse.Namespace) -> Waiting:
+    return Waiting(options.poll_seconds, options.timeout_minutes * 60)
 
 
 def run(options: argparse.Namespace, say: Callable[[str], None]) -> None:
     rds = boto3.client("rds", region_name=options.region)
-    if options.from_replicated_backups:
-        network = {"DBSubnetGroupName": options.subnet_group, "VpcSecurityGroupIds": options.security_group,
-                   "DBParameterGroupName": options.parameter_group}
-        source = replicated_backups(rds, options.source, accepted(rds, RESTORE, network))
-    else:
-        source = source_instance(rds, options.source)
+    source = find_source(rds, options)
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M")
     target = target_name(options, source, stamp)
     if options.pulumi_state:
         state_holds(options.pulumi_state, source.resource_id)
-    waiting = Waiting(options.poll_seconds, options.timeout_minutes * 60)
+    if options.switch_to and instance(rds, target) is None:
+        raise RestoreError(f"no DB instance {target!r} to switch to in {options.region}")
     if not options.switch_to:
         restore(rds, source, target, options, say)
-    if options.dry_run:
-        if options.switch or options.switch_to:
-            say(f"then switch: {target} becomes {source.identifier}; renamed -before-{stamp}: "
-                f"{', '.join((source.identifier, *source.replicas))}; new read replicas: "
-                f"{', '.join(source.replicas) or 'none'}")
-        return
-    restored = wait_available(rds, target, waiting)
-    problems = verify(restored, source)
-    if problems:
-        raise RestoreError(f"{target} failed its checks: {'; '.join(problems)}")
-    say(f"{target} is available at {restored['Endpoint']['Address']}")
+    if not options.dry_run:
+        restored = wait_available(rds, target, waiting(options))
+        problems = verify(restored, source)
+        if problems:
+            raise RestoreError(f"{target} failed its checks: {'; '.join(problems)}")
+        say(f"{target} is available at {restored['Endpoint']['Address']}")
     if options.switch or options.switch_to:
-        replaced = switch(rds, source, target, stamp, waiting, say)
-        say(f"switched: {source.identifier} is the restored database. Restart PgBouncer (kubectl -n "
-            "chatwizard rollout restart deploy/pgbouncer) so no connection stays on the old one.")
-        if options.pulumi_state:
-            changed = adopt(options.pulumi_state, replaced)
-            say(f"{options.pulumi_state}: {changed} RDS instances now the restored ones; "
-                f"pulumi stack import --file {options.pulumi_state}, then pulumi refresh and pulumi up")
+        switch_and_adopt(rds, source, target, stamp, options, say)
 
 
 def iso_time(text: str) -> datetime:

@@ -166,6 +166,7 @@ def test_restore_to_a_point_in_time_then_switch(moto_server: Moto, estate: Estat
     [(_, replica)] = moto_server.calls("CreateDBInstanceReadReplica")
     assert replica["DBInstanceIdentifier"] == "cw-replica-1" and replica["SourceDBInstanceIdentifier"] == "cw-primary"
     assert replica["DBInstanceClass"] == "db.t4g.medium"  # the old replica's class, not the primary's
+    assert "DBSubnetGroupName" not in replica  # RDS refuses one for a replica in the source's region
     now = instances()
     assert {"cw-primary", "cw-replica-1", f"cw-primary-before-{stamp}", f"cw-replica-1-before-{stamp}"} == set(now)
     assert {"Key": "restored-from", "Value": "cw-primary"} in now["cw-primary"]["TagList"]
@@ -227,6 +228,8 @@ def test_switch_to_an_instance_restored_before(moto_server: Moto, estate: Estate
         (["--latest", "--from-replicated-backups", "--switch"], "--switch works in the stack's own region"),
         (["--switch-to", "cw-restored", "--latest"], "--switch-to switches to an instance restored before"),
         (["--latest", "--pulumi-state", "state.json"], "--pulumi-state goes with --switch"),
+        (["--switch-to", "cw-nope"], "no DB instance 'cw-nope' to switch to in us-east-1"),
+        (["--switch-to", "cw-replica-1"], "cw-replica-1 failed its checks: it was not restored from cw-primary"),
         (["--latest", "--switch", "--pulumi-state", "no-such-state.json"], "is no exported Pulumi state"),
     ],
 )
@@ -281,6 +284,7 @@ def test_restore_in_the_backup_region_from_replicated_backups(monkeypatch: pytes
             "DBInstanceIdentifier": "cw-dr", "DBInstanceStatus": "available", "StorageEncrypted": True,
             "Endpoint": {"Address": f"cw-dr.abc.{BACKUP_REGION}.rds.amazonaws.com"},
             "VpcSecurityGroups": [{"VpcSecurityGroupId": "sg-0dr"}], "PubliclyAccessible": False,
+            "TagList": [*tags, {"Key": "restored-from", "Value": "cw-primary"}],
         }]}, expected_params={"DBInstanceIdentifier": "cw-dr"})
         monkeypatch.setattr(restore.boto3, "client", lambda *a, **k: rds)
         code = restore.main(["--region", BACKUP_REGION, "--source", "cw-primary", "--from-replicated-backups",
