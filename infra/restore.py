@@ -18,7 +18,9 @@ the stack's state at them. `--dry-run` checks everything against AWS and prints 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import re
 import sys
 import time
@@ -28,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -39,6 +42,9 @@ COPIED = ("DBInstanceClass", "MultiAZ", "StorageType", "CopyTagsToSnapshot", "De
 RESTORE = "RestoreDBInstanceToPointInTime"
 READ_REPLICA = "CreateDBInstanceReadReplica"
 RDS_INSTANCE = "aws:rds/instance:Instance"  # its type in Pulumi's state
+# --check-data's login: a postgresql:// URL; {host} in it stands for the restored endpoint (without it, the
+# URL is used as it is: a tunnel to the instance).
+CHECK_URL = "RESTORE_CHECK_DATABASE_URL"
 
 
 class RestoreError(Exception):
@@ -198,6 +204,31 @@ def verify(restored: dict[str, Any], source: Source) -> list[str]:
     return problems
 
 
+async def data_problems(url: str, restored_to: datetime | None) -> list[str]:
+    """What the restored data says: Chat Wizard's schema is there, and nothing written after the time."""
+    conn = await asyncpg.connect(url, timeout=30)
+    try:
+        migration = await conn.fetchval("SELECT max(name) FROM schema_migrations")
+        newest = await conn.fetchval("SELECT max(created_at) FROM messages")
+    finally:
+        await conn.close()
+    if migration is None:
+        return ["its database has no migrations applied: not Chat Wizard's data"]
+    if restored_to and newest and newest > restored_to:
+        return [f"it holds a message written at {newest.isoformat()}, after {restored_to.isoformat()}"]
+    return []
+
+
+def check_data(endpoint: str, restored_to: datetime | None) -> list[str]:
+    template = os.environ.get(CHECK_URL)
+    if not template:
+        return [f"--check-data reads its login from {CHECK_URL}: a postgresql:// URL, {{host}} as its host"]
+    try:
+        return asyncio.run(data_problems(template.replace("{host}", endpoint), restored_to))
+    except (TimeoutError, OSError, asyncpg.PostgresError) as error:
+        return [f"its data could not be read: {type(error).__name__}: {error}"]
+
+
 def rename(rds: Any, old: str, new: str, waiting: Waiting, say: Callable[[str], None]) -> dict[str, Any]:
     say(f"rename {old} -> {new}")
     rds.modify_db_instance(DBInstanceIdentifier=old, NewDBInstanceIdentifier=new, ApplyImmediately=True)
@@ -321,6 +352,8 @@ def run(options: argparse.Namespace, say: Callable[[str], None]) -> None:
     if not options.dry_run:
         restored = wait_available(rds, target, waiting(options))
         problems = verify(restored, source)
+        if options.check_data:
+            problems += check_data(restored["Endpoint"]["Address"], options.time)
         if problems:
             raise RestoreError(f"{target} failed its checks: {'; '.join(problems)}")
         say(f"{target} is available at {restored['Endpoint']['Address']}")
@@ -349,6 +382,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--switch", action="store_true", help="switch the app to it once it checks out")
     parser.add_argument("--switch-to", metavar="RESTORED", help="switch to an instance restored before")
     parser.add_argument("--dry-run", action="store_true", help="check and print the plan, change nothing")
+    parser.add_argument("--check-data", action="store_true",
+                        help=f"also read the restored data (its login: {CHECK_URL}, {{host}} as the host)")
     parser.add_argument("--pulumi-state", type=Path, metavar="FILE",
                         help="with a switch: the stack's exported state, rewritten to the restored instances")
     parser.add_argument("--from-replicated-backups", action="store_true",

@@ -240,6 +240,32 @@ def test_bad_input_fails_clearly_and_changes_nothing(moto_server: Moto, estate: 
     assert not [p for _, p in moto_server.requests() if p.get("Action") in MUTATING]
 
 
+def test_check_data_reads_the_restored_database(moto_server: Moto, estate: Estate, databases, monkeypatch,
+                                                capsys):
+    """The restored endpoint is moto's, so the check reads a real Postgres with Chat Wizard's schema."""
+    monkeypatch.setenv(restore.CHECK_URL, databases.primary.dsn.replace("127.0.0.1", "{host}"))
+    assert restore.check_data("127.0.0.1", None) == []  # {host} is the endpoint
+    monkeypatch.setenv(restore.CHECK_URL, databases.primary.dsn)  # as it is: a tunnel
+    assert run("--latest", "--target", "cw-checked", "--check-data") == 0
+    # A restore to a time holds nothing written after it: a message from later fails the check.
+    later = (estate.created + timedelta(hours=1)).isoformat()
+    databases.primary.psql(
+        "WITH u AS (INSERT INTO users (email) VALUES ('restore-check') RETURNING id), "
+        "c AS (INSERT INTO conversations (user_id, title) SELECT id, 'x' FROM u RETURNING id) "
+        f"INSERT INTO messages (conversation_id, role, content, created_at) SELECT id, 'user', 'x', '{later}' FROM c"
+    )
+    try:
+        when = (estate.created + timedelta(microseconds=1)).isoformat()
+        assert run("--time", when, "--target", "cw-checked-again", "--switch", "--check-data") == 2
+    finally:
+        databases.primary.psql("DELETE FROM users WHERE email = 'restore-check'")
+    assert "failed its checks: it holds a message written at" in capsys.readouterr().err
+    assert moto_server.calls("ModifyDBInstance") == []  # no switch to data that fails its check
+    monkeypatch.delenv(restore.CHECK_URL)
+    assert run("--latest", "--target", "cw-unchecked", "--check-data") == 2
+    assert f"--check-data reads its login from {restore.CHECK_URL}" in capsys.readouterr().err
+
+
 def test_an_unknown_source_is_named(estate: Estate, capsys):
     assert restore.main(["--region", REGION, "--source", "cw-nope", "--latest"]) == 2
     assert "no DB instance 'cw-nope' in us-east-1" in capsys.readouterr().err
