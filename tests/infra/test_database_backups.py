@@ -73,3 +73,9 @@ def test_field_keys_outlive_every_backup(stack: Stack):
                   config["backupRetentionDays"] + 7)  # the bucket keeps noncurrent versions 7 days
     assert config["fieldKeyRetentionDays"] >= longest
     assert stack.outputs["field_key_retention_days"] == config["fieldKeyRetentionDays"]
+
+
+def test_outputs_name_what_a_restore_starts_from(stack: Stack):
+    primary = stack.one(RDS, f"chatwizard-{stack.name}-primary")
+    assert stack.outputs["database_primary_identifier"] == primary["name"]  # the mock's identifier
+    assert stack.outputs["database_backup_region"] == settings(stack)["chatwizard:dbBackupReplicationRegion"]
