@@ -12,9 +12,19 @@ from typing import Annotated, Any, Literal
 
 import pulumi
 from pulumi.runtime import config as runtime_config
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
+from infra.components.backups import NONCURRENT_VERSION_DAYS
 from infra.facts import Environment
 from infra.facts import load as load_facts
 
@@ -56,7 +66,10 @@ class StackConfig(BaseModel):
     db_max_allocated_storage_gb: Annotated[int, Field(ge=20)]
     db_multi_az: bool
     db_read_replicas: Annotated[int, Field(ge=0, le=5)]
-    db_backup_retention_days: Annotated[int, Field(ge=1, le=35)]
+    db_backup_retention_days: Annotated[int, Field(ge=1, le=35)]  # ≥ 1: point-in-time recovery is on
+    # Automated backups copied to a second region (region loss); at least as long as the primary's.
+    db_backup_replication_region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    db_backup_replication_retention_days: Annotated[int, Field(ge=1, le=35)]
     db_deletion_protection: bool
     db_password: SecretStr = Field(min_length=16)
     app_db_password: SecretStr = Field(min_length=16)
@@ -74,6 +87,9 @@ class StackConfig(BaseModel):
     # App and receiver secrets
     openai_api_key: SecretStr
     field_keys: SecretStr
+    # Days a retired field key stays in the ring after `chatwizard reencrypt` moved every row off it:
+    # every backup taken before then still holds values only that key opens.
+    field_key_retention_days: PositiveInt
     sentry_dsn: SecretStr | None = None
     slack_webhook_url: SecretStr
     pagerduty_routing_key: SecretStr
@@ -88,6 +104,31 @@ class StackConfig(BaseModel):
         if self.db_max_allocated_storage_gb < self.db_allocated_storage_gb:
             raise ValueError("dbMaxAllocatedStorageGb must be at least dbAllocatedStorageGb")
         return self
+
+    @model_validator(mode="after")
+    def _backups_recoverable(self, info: ValidationInfo) -> StackConfig:
+        region = (info.context or {}).get("region")
+        if self.db_backup_replication_region == region:
+            raise ValueError(f"dbBackupReplicationRegion must be another region than aws:region ({region})")
+        if self.db_backup_replication_retention_days < self.db_backup_retention_days:
+            raise ValueError("dbBackupReplicationRetentionDays must be at least dbBackupRetentionDays")
+        # The windows all start when a backup is taken, so the longest one decides, not their sum.
+        if self.field_key_retention_days < self.longest_backup_days:
+            raise ValueError(
+                f"fieldKeyRetentionDays must be at least {self.longest_backup_days}, the longest any backup "
+                "is kept (dbBackupRetentionDays, dbBackupReplicationRetentionDays, backupRetentionDays + "
+                f"{NONCURRENT_VERSION_DAYS} days of noncurrent versions): a restored backup needs its keys"
+            )
+        return self
+
+    @property
+    def longest_backup_days(self) -> int:
+        """The longest a backup holding field-encrypted values is kept, in days."""
+        return max(
+            self.db_backup_retention_days,
+            self.db_backup_replication_retention_days,
+            self.backup_retention_days + NONCURRENT_VERSION_DAYS,
+        )
 
     @property
     def facts(self) -> Environment:
@@ -141,6 +182,7 @@ def describe(error: ValidationError) -> str:
 
 def load() -> StackConfig:
     try:
-        return StackConfig.model_validate(_raw_values())
+        region = pulumi.Config("aws").get("region")
+        return StackConfig.model_validate(_raw_values(), context={"region": region})
     except ValidationError as error:
         raise StackConfigError(describe(error)) from None

@@ -75,6 +75,8 @@ def build(config: StackConfig) -> None:
             multi_az=config.db_multi_az,
             read_replicas=config.db_read_replicas,
             backup_retention_days=config.db_backup_retention_days,
+            backup_replication_region=config.db_backup_replication_region,
+            backup_replication_retention_days=config.db_backup_replication_retention_days,
             deletion_protection=config.db_deletion_protection,
             password=config.secret("db_password"),
             subnet_ids=network.private_subnet_ids,
@@ -171,6 +173,10 @@ def build(config: StackConfig) -> None:
     pulumi.export("dashboard_url", edge.dashboard_url)
     pulumi.export("database_primary_endpoint", database.primary_endpoint)
     pulumi.export("database_replica_endpoints", database.replica_endpoints)
+    # What `python -m infra.restore` needs: the instance to restore and where its backups are replicated.
+    pulumi.export("database_primary_identifier", database.primary.identifier)
+    pulumi.export("database_backup_region", config.db_backup_replication_region)
+    pulumi.export("field_key_retention_days", config.field_key_retention_days)
     pulumi.export("redis_endpoint", cache.endpoint)
     pulumi.export("backup_bucket", backups.bucket.bucket)
     pulumi.export("cluster_name", cluster.cluster.name)

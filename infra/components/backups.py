@@ -11,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 TYPE = "chatwizard:infra:Backups"
+NONCURRENT_VERSION_DAYS = 7  # how long an overwritten or deleted dump stays recoverable
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Backups(pulumi.ComponentResource):
                     if args.retention_days > 30
                     else [],
                     "expiration": {"days": args.retention_days},
-                    "noncurrent_version_expiration": {"noncurrent_days": 7},
+                    "noncurrent_version_expiration": {"noncurrent_days": NONCURRENT_VERSION_DAYS},
                     "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
                 },
             ],

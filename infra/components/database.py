@@ -1,5 +1,9 @@
 """RDS PostgreSQL with pgvector: KMS-encrypted, TLS enforced (`rds.force_ssl`), Performance Insights,
-point-in-time recovery, storage autoscaling, and encrypted read replicas with a replica-lag alarm.
+point-in-time recovery with its automated backups replicated to a second region (KMS-encrypted there by
+a key of that region), storage autoscaling, and encrypted read replicas with a replica-lag alarm.
+With deletion protection (production), deleting the stack keeps what a restore needs: the final snapshot,
+the automated backups, and the KMS keys they are encrypted with (`retain_on_delete`; KMS itself would
+delete a key 30 days after it is scheduled, long before the backups expire).
 The app reaches it through PgBouncer (k8s/base/pgbouncer.yaml), migrations directly; both verify the
 server against the region's RDS certificate bundle (`ca_bundle`), which no system trust store carries.
 pgvector is enabled by the app's first migration (`CREATE EXTENSION vector`), which RDS PostgreSQL 15.2+
@@ -46,6 +50,8 @@ class DatabaseArgs:
     multi_az: bool
     read_replicas: int
     backup_retention_days: int
+    backup_replication_region: str
+    backup_replication_retention_days: int
     deletion_protection: bool
     password: pulumi.Input[str]
     subnet_ids: list[pulumi.Output[str]]
@@ -58,12 +64,8 @@ class Database(pulumi.ComponentResource):
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.key = aws.kms.Key(
-            f"{name}-storage",
-            description="RDS storage and Performance Insights",
-            enable_key_rotation=True,
-            tags=args.tags,
-            opts=child,
+        self.key = self._backup_key(
+            f"{name}-storage", "RDS storage, its backups and Performance Insights", args
         )
         subnets = aws.rds.SubnetGroup(name, subnet_ids=args.subnet_ids, tags=args.tags, opts=child)
         major = args.engine_version.split(".")[0]
@@ -135,6 +137,7 @@ class Database(pulumi.ComponentResource):
             db_subnet_group_name=subnets.name,
             multi_az=args.multi_az,
             backup_retention_period=args.backup_retention_days,
+            delete_automated_backups=not args.deletion_protection,  # kept past the instance: PITR still works
             backup_window="02:00-03:00",
             maintenance_window="sun:03:30-sun:04:30",
             copy_tags_to_snapshot=True,
@@ -143,6 +146,7 @@ class Database(pulumi.ComponentResource):
             **common,
             opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection),
         )
+        self.backup_replication = self._replicate_backups(name, args)
         self.replicas = [
             self._replica(f"{name}-replica-{index}", args, common)
             for index in range(1, args.read_replicas + 1)
@@ -151,6 +155,38 @@ class Database(pulumi.ComponentResource):
         self.replica_endpoints = [replica.address for replica in self.replicas]
         self.register_outputs(
             {"primary_endpoint": self.primary_endpoint, "replica_endpoints": self.replica_endpoints}
+        )
+
+    def _backup_key(
+        self, name: str, description: str, args: DatabaseArgs, provider: aws.Provider | None = None
+    ) -> aws.kms.Key:
+        """A key that backups are encrypted with: with deletion protection, it outlives the stack."""
+        return aws.kms.Key(
+            name,
+            description=description,
+            enable_key_rotation=True,
+            deletion_window_in_days=30,  # the longest KMS allows: time to cancel a mistaken deletion
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=provider, protect=args.deletion_protection,
+                retain_on_delete=args.deletion_protection,
+            ),
+        )
+
+    def _replicate_backups(
+        self, name: str, args: DatabaseArgs
+    ) -> aws.rds.InstanceAutomatedBackupsReplication:
+        """The primary's automated backups (snapshots and transaction logs) copied to the second region, so
+        a point-in-time restore survives the loss of the first (docs/deploy.md, "Restore (AWS)")."""
+        region = args.backup_replication_region
+        provider = aws.Provider(f"{name}-{region}", region=region, opts=pulumi.ResourceOptions(parent=self))
+        key = self._backup_key(f"{name}-backups-{region}", "RDS automated backups replicated", args, provider)
+        return aws.rds.InstanceAutomatedBackupsReplication(
+            f"{name}-backups-{region}",
+            source_db_instance_arn=self.primary.arn,
+            kms_key_id=key.arn,
+            retention_period=args.backup_replication_retention_days,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
 
     def _replica(self, name: str, args: DatabaseArgs, common: dict) -> aws.rds.Instance:

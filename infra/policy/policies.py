@@ -20,6 +20,7 @@ from pulumi_policy import (
 )
 
 RDS_INSTANCE = "aws:rds/instance:Instance"
+RDS_BACKUP_REPLICATION = "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication"
 REDIS_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 BUCKET = "aws:s3/bucket:Bucket"
 BUCKET_ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
@@ -53,6 +54,8 @@ def encryption_at_rest(args: ResourceValidationArgs, report: ReportViolation) ->
         and not props.get("performanceInsightsKmsKeyId")
     ):
         report("Performance Insights data must be encrypted with a customer KMS key", None)
+    if kind == RDS_BACKUP_REPLICATION and not props.get("kmsKeyId"):
+        report("replicated RDS backups must be encrypted with a customer KMS key of their region", None)
     if kind == REDIS_GROUP and not (props.get("atRestEncryptionEnabled") and props.get("kmsKeyId")):
         report("ElastiCache must encrypt at rest with a customer KMS key", None)
     if kind == REDIS_GROUP and not props.get("transitEncryptionEnabled"):
@@ -93,6 +96,8 @@ def backup_retention(args: ResourceValidationArgs, report: ReportViolation) -> N
     minimum = args.get_config().get("minimumDays", MINIMUM_BACKUP_DAYS)
     if is_primary_database(args) and (args.props.get("backupRetentionPeriod") or 0) < minimum:
         report(f"database backups (point-in-time recovery) must be kept at least {minimum} days", None)
+    if args.resource_type == RDS_BACKUP_REPLICATION and (args.props.get("retentionPeriod") or 0) < minimum:
+        report(f"replicated database backups must be kept at least {minimum} days", None)
     if args.resource_type == BUCKET_LIFECYCLE:
         for rule in args.props.get("rules") or []:
             days = (rule.get("expiration") or {}).get("days")

@@ -2,9 +2,9 @@
 
     python -m tests.infra.mock_stack staging [--set chatwizard:key=value ...] [--unset chatwizard:key]
 
-Prints JSON: every resource (type, name, URN, inputs) and the stack outputs. The cloud APIs are the
-only thing mocked: resource inputs are exactly what `pulumi up` would send, and `secure:` values are
-replaced by test secrets. A bad stack config exits non-zero with the program's error message.
+Prints JSON: every resource (type, name, URN, inputs, provider, protect and retainOnDelete, ARN) and the
+stack outputs. The cloud APIs are the only thing mocked: resource inputs are exactly what `pulumi up`
+would send, and `secure:` values are replaced by test secrets. A bad stack config exits non-zero with the program's error message.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +66,9 @@ def stack_settings(stack: str, overrides: list[str], unset: list[str]) -> tuple[
     return values, secret_keys
 
 
-def computed_outputs(args: MockResourceArgs) -> dict[str, Any]:
-    """What the providers would compute: endpoints, ARNs, certificates."""
+def computed_outputs(args: MockResourceArgs, region: str, arn_suffix: str) -> dict[str, Any]:
+    """What the providers would compute: endpoints, ARNs (in the region of the resource's provider, unique
+    even for two resources of one type and name), certificates."""
     name = args.name
     by_type: dict[str, dict[str, Any]] = {
         "aws:rds/instance:Instance": {
@@ -95,16 +98,23 @@ def computed_outputs(args: MockResourceArgs) -> dict[str, Any]:
             "status": {"loadBalancer": {"ingress": [{"hostname": LOAD_BALANCER}]}}
         },
     }
-    return {"arn": f"arn:aws:mock:us-east-1:123456789012:{name}", "name": name, **by_type.get(args.typ, {})}
+    return {"arn": f"arn:aws:mock:{region}:{ACCOUNT_ID}:{name}{arn_suffix}", "name": name, **by_type.get(args.typ, {})}
 
 
 class RecordingMocks(Mocks):
     def __init__(self) -> None:
-        self.inputs: dict[tuple[str, str], dict] = {}
+        self.last_inputs: dict = {}  # of the resource being registered; the monitor files them by URN
+        self.regions: dict[str, str] = {}  # by the id of each aws provider
+        self.seen: Counter[tuple[str, str]] = Counter()
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
-        self.inputs[args.typ, args.name] = args.inputs
-        computed = computed_outputs(args)
+        self.last_inputs = args.inputs
+        if args.typ == "pulumi:providers:aws":
+            self.regions[f"{args.name}-id"] = args.inputs["region"]
+        provider_id = (args.provider or "").rpartition("::")[2]
+        self.seen[args.typ, args.name] += 1
+        suffix = f"-{self.seen[args.typ, args.name]}" if self.seen[args.typ, args.name] > 1 else ""
+        computed = computed_outputs(args, self.regions.get(provider_id, "us-east-1"), suffix)
         outputs = {**computed, **args.inputs}
         if "vpcConfig" in computed:  # inputs and computed fields in one object
             outputs["vpcConfig"] = computed["vpcConfig"]
@@ -122,15 +132,29 @@ class ParentRecordingMonitor(MockMonitor):
     """Remembers each resource's parent and what it waits for (depends_on and inputs taken from other
     resources), so tests can check that components own their children and the order `up` creates them in."""
 
-    def __init__(self, mocks: Mocks) -> None:
+    def __init__(self, mocks: RecordingMocks) -> None:
         super().__init__(mocks)
+        self.lock = threading.Lock()  # one registration at a time: its inputs are the mocks' last ones
+        self.inputs: dict[str, dict] = {}
         self.parents: dict[str, str] = {}
         self.dependencies: dict[str, list[str]] = {}
+        self.providers: dict[str, str] = {}
+        self.options: dict[str, dict[str, bool]] = {}
 
     def RegisterResource(self, request):
-        response = super().RegisterResource(request)
+        with self.lock:
+            response = super().RegisterResource(request)
+            self.inputs[response.urn] = self.mocks.last_inputs
         self.parents[response.urn] = request.parent
         self.dependencies[response.urn] = list(request.dependencies)
+        self.providers[response.urn] = request.provider
+        self.options[response.urn] = {"protect": request.protect, "retainOnDelete": request.retainOnDelete}
+        return response
+
+    def ReadResource(self, request):
+        with self.lock:
+            response = super().ReadResource(request)
+            self.inputs[response.urn] = self.mocks.last_inputs
         return response
 
 
@@ -161,7 +185,10 @@ def run(stack: str, overrides: list[str], unset: list[str]) -> dict[str, Any]:
                 "name": name,
                 "parent": monitor.parents.get(urn),
                 "dependencies": monitor.dependencies.get(urn, []),
-                "inputs": readable(mocks.inputs[kind, name]),
+                "provider": monitor.providers.get(urn) or None,  # "<provider URN>::<id>", None: the default
+                "options": monitor.options.get(urn, {}),
+                "arn": monitor.resources[urn].state.get("arn"),
+                "inputs": readable(monitor.inputs[urn]),
             }
         )
     return {"resources": resources, "outputs": resolved}

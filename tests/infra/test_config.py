@@ -31,6 +31,21 @@ from .conftest import ROOT, run_stack
         ),
         (["--set", "chatwizard:dbReplicas=2"], "chatwizard:dbReplicas: Extra inputs are not permitted"),
         (["--set", "chatwizard:nodeMinSize=5"], "nodeMinSize <= nodeDesiredSize <= nodeMaxSize"),
+        (
+            ["--set", "chatwizard:dbBackupReplicationRegion=us-east-1"],
+            "dbBackupReplicationRegion must be another region than aws:region (us-east-1)",
+        ),
+        (
+            ["--set", "chatwizard:dbBackupReplicationRetentionDays=3"],
+            "dbBackupReplicationRetentionDays must be at least dbBackupRetentionDays",
+        ),
+        # Dumps kept 60 days (+ 7 as noncurrent versions) would outlive the ring's 40 days of old keys.
+        (["--set", "chatwizard:backupRetentionDays=60"], "fieldKeyRetentionDays must be at least 67"),
+        (
+            ["--set", "chatwizard:dbBackupRetentionDays=30", "--set", "chatwizard:dbBackupReplicationRetentionDays=35",
+             "--set", "chatwizard:fieldKeyRetentionDays=34"],
+            "fieldKeyRetentionDays must be at least 37",
+        ),
     ],
 )
 def test_bad_config_names_the_key(change: list[str], message: str):

@@ -77,6 +77,13 @@ def test_short_backup_retention_is_refused(production: Stack):
     assert not violations(p.backup_retention, primary, {"minimumDays": 14})
     short = changed(production, p.RDS_INSTANCE, {"backupRetentionPeriod": 3}, "chatwizard-production-primary")
     assert violations(p.backup_retention, short)
+    short_copy = changed(production, p.RDS_BACKUP_REPLICATION, {"retentionPeriod": 3})
+    assert violations(p.backup_retention, short_copy)
+
+
+def test_replicated_backups_without_a_key_are_refused(production: Stack):
+    bad = changed(production, p.RDS_BACKUP_REPLICATION, {"kmsKeyId": None})
+    assert violations(p.encryption_at_rest, bad)
 
 
 def test_production_database_without_deletion_protection_is_refused(production: Stack):
