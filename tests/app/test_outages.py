@@ -6,6 +6,10 @@ whole hang and a hung primary held everything, with no 503.
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
+
 import asyncpg
 
 from chatwizard.estate.drills import CLIENTS, hung_node_drill, llm_outage_drill, redis_outage_drill
@@ -78,4 +82,12 @@ async def test_an_llm_outage_costs_no_request(app_server: AppServer, fake_llm, m
     for kind, ok in (("search", 200), ("write", 201), ("chat", 200)):
         assert set(result.during(kind)) == {ok}, figures
     assert not result.traffic.server_errors(), figures
+    # Once the provider answers again, each worker's breaker lets a trial through after its reset time
+    # (30 s) and chats recommend videos again.
+    deadline = time.monotonic() + 60
+    async with app_server.client(keys[0]) as client:
+        while not (await client.post("/v1/chat", json={"question": f"loops in python {uuid.uuid4().hex}"})
+                   ).json().get("videos"):
+            assert time.monotonic() < deadline, "chats never recovered from the LLM outage"
+            await asyncio.sleep(1)
 
