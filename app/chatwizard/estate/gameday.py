@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import yaml
 
-from chatwizard.estate.drills import CACHED_QUESTION, SEARCHES, DrillEstate, drill_estate
+from chatwizard.estate.drills import CACHED_QUESTION, SEARCHES, DrillEstate, Traffic, drill_estate, timed
 from chatwizard.estate.monitoring import MONITORING, Notification, Targets, Webhook, start_monitoring
 from chatwizard.estate.ports import EstatePorts, free_port
 from chatwizard.estate.postgres import BIN, run
@@ -37,6 +38,7 @@ POLL_S = 1.0
 # Requests per second of each kind, each kind with a key of its own. Open loop, as learners are: a slow
 # answer does not slow the next arrival. Writes are a third of the traffic.
 LOAD = {"write": 2.0, "search": 2.0, "chat": 1.0, "fresh": 0.5}
+SLOW_S = yaml.safe_load((MONITORING / "config.yaml").read_text())["latency"]["critical_p95_s"]
 LOCK_HOLD_S = 8  # the "batch job" of the slow-primary fault: writes wait up to this (< the 10 s timeout)
 BATCH_JOB = "nightly-report"
 Say = Callable[[str], None]
@@ -101,7 +103,7 @@ FAULTS = {f.name: f for f in (
     Fault("replica-hang", "the replica's processes stopped (SIGSTOP): connections open, nothing answers",
           "ChatWizardReplicaDown", 'min(chatwizard_db_up{node="replica"}) == 1',
           lambda e: e.drill.replica.signal(signal.SIGSTOP), lambda e: e.drill.replica.signal(signal.SIGCONT)),
-    Fault("redis-down", "Redis exited (SHUTDOWN NOSAVE, as a crash)", "ChatWizardRedisDown",
+    Fault("redis-down", "Redis exited, as in a crash (a cache: nothing saved)", "ChatWizardRedisDown",
           "max(chatwizard_redis_fallback_active) == 0 and on() min(redis_up) == 1",
           lambda e: e.drill.redis.shutdown(), lambda e: None),  # the estate's stop ends a restarted one
     Fault("llm-errors", "the LLM provider answers every call with 500", "ChatWizardLLMDegraded",
@@ -117,15 +119,16 @@ FAULTS = {f.name: f for f in (
 )}
 
 
-class Traffic:
-    """Learners at a steady pace in a thread of its own (LOAD)."""
+class Learners:
+    """Learners at a steady pace in a thread of its own (LOAD); what they saw, in ``traffic``."""
 
     def __init__(self, drill: DrillEstate) -> None:
         self.drill = drill
+        self.traffic = Traffic()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
-    def __enter__(self) -> Traffic:
+    def __enter__(self) -> Learners:
         self.thread.start()
         return self
 
@@ -153,16 +156,15 @@ class Traffic:
     async def _one(self, client: httpx.AsyncClient, kind: str, i: int, run_id: str) -> None:
         """One request; searches and fresh questions are new words each time (they reach the database
         and the LLM, not the cache)."""
-        with contextlib.suppress(httpx.HTTPError):
-            if kind == "write":
-                await client.post("/v1/progress/events", json={
-                    "event_id": str(uuid.uuid4()), "video_id": self.drill.video_id, "kind": "click"})
-            elif kind == "search":
-                words = f"{SEARCHES[i % len(SEARCHES)]} {run_id}{i}"
-                await client.get("/v1/videos/search", params={"q": words})
-            else:
-                question = CACHED_QUESTION if kind == "chat" else f"How do I make level {run_id}{i} in Godot?"
-                await client.post("/v1/chat", json={"question": question})
+        if kind == "write":
+            call = client.post("/v1/progress/events", json={
+                "event_id": str(uuid.uuid4()), "video_id": self.drill.video_id, "kind": "click"})
+        elif kind == "search":
+            call = client.get("/v1/videos/search", params={"q": f"{SEARCHES[i % len(SEARCHES)]} {run_id}{i}"})
+        else:
+            question = CACHED_QUESTION if kind == "chat" else f"How do I make level {run_id}{i} in Godot?"
+            call = client.post("/v1/chat", json={"question": question})
+        await timed(self.traffic, kind, call)
 
 
 @contextlib.contextmanager
@@ -198,6 +200,7 @@ class Run:
     runbook_s: float | None = None
     recovery_s: float | None = None
     alert_firing_at_recovery: bool = False
+    impact: str = ""
     notes: str = ""
 
 
@@ -216,7 +219,7 @@ def run_gameday(state_dir: Path, fault_name: str | None, seed: int | None, say: 
     result = Run(fault, seed, datetime.now(UTC))
     say(f"Game day ({f'seed {seed}' if seed is not None else 'fault chosen'}): starting a throwaway estate "
         f"in {state_dir} ...")
-    with gameday_estate(state_dir) as estate, Traffic(estate.drill):
+    with gameday_estate(state_dir) as estate, Learners(estate.drill) as learners:
         say(f"Estate up: {estate.drill.base_url}. For the runbooks' local commands, in your shell:\n"
             f"  source {state_dir / 'estate.env'}\n"
             f"Healthy traffic for {BASELINE_S} s, then a fault goes in. Wait for the page.")
@@ -229,6 +232,7 @@ def run_gameday(state_dir: Path, fault_name: str | None, seed: int | None, say: 
             _respond(estate, result, say, ask, page_timeout_s, recovery_timeout_s)
         finally:
             fault.undo(estate)
+        result.impact = impact(learners.traffic, result)
     return result
 
 
@@ -292,6 +296,15 @@ def _ask_runbooks(result: Run, paged_at: float, say: Say, ask: Ask) -> None:
         say("Noted.")
 
 
+def impact(traffic: Traffic, result: Run) -> str:
+    """What learners saw from the onset to the recovery (or the end)."""
+    until = result.onset + (result.recovery_s or float("inf"))
+    seen = [s for s in traffic.samples if result.onset <= s.started < until]
+    failed = sum(1 for s in seen if s.status == 0 or s.status >= 500)
+    slow = sum(1 for s in seen if s.seconds > SLOW_S)
+    return f"{len(seen)} requests: {failed} failed (5xx or no answer), {slow} slower than {SLOW_S:.0f} s"
+
+
 def render(result: Run, header: bool) -> str:
     def secs(value: float | None, missing: str) -> str:
         return f"{value:.0f} s" if value is not None else missing
@@ -313,6 +326,7 @@ def render(result: Run, header: bool) -> str:
               f"| runbooks opened (page → answer) | {opened} |",
               f"| time to the right runbook | {secs(result.runbook_s, 'never named')} |",
               f"| recovery (onset → SLIs healthy) | {secs(result.recovery_s, 'not recovered')} |",
+              f"| learners' requests, onset → recovery | {result.impact} |",
               f"| alert still firing at recovery | {'yes' if result.alert_firing_at_recovery else 'no'} |",
               f"| what the runbook got wrong | {result.notes or 'nothing noted'} |", ""]
     return "\n".join(lines)

@@ -57,6 +57,7 @@ class RedisNode:
         self.server = AuthenticatedValkey(self.password, port=port, host="127.0.0.1", data_dir=data_dir,
                                           persist=persist)
         self.port = port
+        self.persist = persist
 
     @property
     def url(self) -> str:
@@ -73,9 +74,9 @@ class RedisNode:
         self.shutdown()
 
     def shutdown(self) -> None:
-        """Whatever server answers on this port with this password exits, as a crashed one would."""
+        """Whatever server answers on this port with this password exits (saving first if it persists)."""
         with contextlib.suppress(redis.RedisError):
-            redis.Redis.from_url(self.url, socket_timeout=2).shutdown(nosave=True)
+            redis.Redis.from_url(self.url, socket_timeout=2).shutdown(nosave=not self.persist)
 
 
 def start_again(data_dir: Path, timeout_s: float = 10) -> int:
