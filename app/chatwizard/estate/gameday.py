@@ -107,7 +107,10 @@ FAULTS = {f.name: f for f in (
           "max(chatwizard_redis_fallback_active) == 0 and on() min(redis_up) == 1",
           lambda e: e.drill.redis.shutdown(), lambda e: None),  # the estate's stop ends a restarted one
     Fault("llm-errors", "the LLM provider answers every call with 500", "ChatWizardLLMDegraded",
-          "max(chatwizard_llm_circuit_open) == 0 and on() sum(rate(chatwizard_llm_errors_total[30s])) == 0",
+          # Users' calls succeed and none fail or are refused. Not the breaker gauge: a worker with no LLM
+          # call since the outage keeps its breaker open, and reports it, however well the rest serve.
+          'sum(rate(chatwizard_llm_requests_total{outcome="ok"}[30s])) > 0 and on() '
+          'sum(rate(chatwizard_llm_requests_total{outcome!="ok"}[30s])) == 0',
           lambda e: e.drill.llm.configure(error_rate_500=1.0),
           lambda e: e.drill.llm.configure(error_rate_500=0.0)),
     Fault("slow-primary", f"a batch job ('{BATCH_JOB}') locks progress_events {LOCK_HOLD_S} s at a time "
@@ -328,7 +331,7 @@ def render(result: Run, header: bool) -> str:
               f"| recovery (onset → SLIs healthy) | {secs(result.recovery_s, 'not recovered')} |",
               f"| learners' requests, onset → recovery | {result.impact} |",
               f"| alert still firing at recovery | {'yes' if result.alert_firing_at_recovery else 'no'} |",
-              f"| what the runbook got wrong | {result.notes or 'nothing noted'} |", ""]
+              f"| what the runbook got wrong | {result.notes.replace('|', '/') or 'nothing noted'} |", ""]
     return "\n".join(lines)
 
 
