@@ -36,7 +36,7 @@ RUNBOOKS = MONITORING.parent / "runbooks"
 BASELINE_S = 45  # healthy traffic first: the alerts' 30 s windows hold only normal requests at onset
 POLL_S = 1.0
 # Requests per second of each kind, each kind with a key of its own. Open loop, as learners are: a slow
-# answer does not slow the next arrival. Writes are a third of the traffic.
+# answer does not slow the next arrival. Writes are about a third of it.
 LOAD = {"write": 2.0, "search": 2.0, "chat": 1.0, "fresh": 0.5}
 SLOW_S = yaml.safe_load((MONITORING / "config.yaml").read_text())["latency"]["critical_p95_s"]
 LOCK_HOLD_S = 8  # the "batch job" of the slow-primary fault: writes wait up to this (< the 10 s timeout)
@@ -48,7 +48,6 @@ Ask = Callable[[str], str]
 @dataclass
 class GameDayEstate:
     drill: DrillEstate
-    state_dir: Path
     prometheus: str
     webhook: Webhook
     batch_job: threading.Event = field(default_factory=threading.Event)  # set: the job must stop
@@ -188,7 +187,7 @@ def gameday_estate(state_dir: Path) -> Iterator[GameDayEstate]:
         prometheus = f"http://127.0.0.1:{ports.prometheus}"
         write_env(state_dir, drill.base_url, drill.primary.dsn, drill.replica.dsn, prometheus,
                   f"http://127.0.0.1:{ports.alertmanager}", CW_LLM=drill.llm.root_url)
-        yield GameDayEstate(drill, state_dir, prometheus, webhook)
+        yield GameDayEstate(drill, prometheus, webhook)
 
 
 @dataclass
