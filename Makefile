@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages.txt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint deps apt loadtest soak db-docs security-audit clean drill release-drill deploy-preview \
-	deploy smoke-remote rollout-status
+.PHONY: up test lint deps apt loadtest soak db-docs security-audit clean drill gameday release-drill \
+	deploy-preview deploy smoke-remote rollout-status
 
 up: deps
 	$(BIN)/chatwizard up
@@ -63,8 +63,13 @@ soak: deps
 drill: deps
 	$(BIN)/chatwizard drill
 
+# A game day: a fault at random in a throwaway estate; you follow the page to its runbook and fix it
+# (FAULT=name to choose, SEED=n to repeat a draw). The run is appended to docs/reliability/gamedays.md.
+gameday: deps
+	$(BIN)/chatwizard gameday $(if $(FAULT),--fault $(FAULT)) $(if $(SEED),--seed $(SEED))
+
 clean:
-	rm -rf $(VENV) .estate .estate-perf .estate-drill
+	rm -rf $(VENV) .estate .estate-perf .estate-drill .estate-gameday
 
 # Query plans and the HNSW sweep on the load test's 100,000-video catalogue (docs/performance/).
 db-docs: deps

@@ -26,7 +26,7 @@ catalogue_app = typer.Typer(help="The video catalogue.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(catalogue_app, name="catalogue")
 T = TypeVar("T")
-ESTATE_COMMANDS = ("up", "security-audit", "promote", "backup", "restore", "drill")
+ESTATE_COMMANDS = ("up", "security-audit", "promote", "start-redis", "backup", "restore", "drill", "gameday")
 
 
 def development_only(cli: typer.Typer) -> None:

@@ -4,18 +4,14 @@ inhibitions with every receiver swapped for the webhook (chatwizard.estate.monit
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from chatwizard.estate.monitoring import MONITORING, alertmanager_config, spawn, static
+from chatwizard.estate.monitoring import MONITORING, Webhook, alertmanager_config, spawn, static
 from chatwizard.estate.processes import wait_ready
 from tests.conftest import free_port
 
@@ -23,35 +19,6 @@ from tests.conftest import free_port
 # carry their own intervals (monitoring/generate.py).
 PRODUCTION_INTERVAL = "10s"
 APP_SCRAPE_INTERVAL = "5s"
-
-
-class Webhook:
-    """Collects Alertmanager notifications: (arrival on the monotonic clock, alert labels, status)."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[float, dict[str, str], str]] = []
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                received.extend((time.monotonic(), a["labels"], a["status"]) for a in body["alerts"])
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def first_firing(self, alertname: str, since: float = 0.0) -> float | None:
-        return next((at for at, labels, status in self.received
-                     if at >= since and status == "firing" and labels["alertname"] == alertname), None)
-
-    def names(self) -> set[str]:
-        return {labels["alertname"] for _, labels, status in self.received if status == "firing"}
 
 
 @contextmanager

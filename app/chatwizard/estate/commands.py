@@ -1,10 +1,11 @@
-"""The local estate's commands (`chatwizard up`, `security-audit`, `promote`, `backup`, `restore`, `drill`),
-registered on the CLI only where the estate is installed: the production wheel leaves this package out
-(setup.py)."""
+"""The local estate's commands (`chatwizard up`, `security-audit`, `promote`, `start-redis`, `backup`,
+`restore`, `drill`, `gameday`), registered on the CLI only where the estate is installed: the production
+wheel leaves this package out (setup.py)."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -75,6 +76,15 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"promoted {replica.data_dir} in {time.monotonic() - started:.1f} s; the old primary is "
                    "fenced (runbooks/disaster-recovery.md: rebuild a replica before the next failure)")
 
+    @app.command("start-redis")
+    def start_redis(state_dir: StateDir = Path(".estate")) -> None:
+        """Start the local estate's Redis again (after it died), from the configuration it last ran with."""
+        from chatwizard.estate.redis import start_again
+
+        port = start_again(state_dir.resolve() / "redis")
+        typer.echo(f"Redis answers on 127.0.0.1:{port}; the app uses it again within "
+                   "CHATWIZARD_REDIS_RETRY_INTERVAL_S (5 s)")
+
     @app.command()
     def backup(state_dir: StateDir = Path(".estate")) -> None:
         """Take a base backup of the running local estate's primary now (and apply the retention policy)."""
@@ -122,6 +132,34 @@ def register(app: typer.Typer) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)
         typer.echo(report)
+
+    @app.command()
+    def gameday(
+        fault: Annotated[str | None, typer.Option(help="replica-hang, redis-down, llm-errors, slow-primary, "
+                                                       "error-burst (default: one at random)")] = None,
+        seed: Annotated[int | None, typer.Option(help="draws the same fault again")] = None,
+        out: Annotated[Path, typer.Option(help="the report, appended")]
+        = Path("docs/reliability/gamedays.md"),
+        state_dir: Annotated[Path, typer.Option(help="the throwaway estate, emptied first")]
+        = Path(".estate-gameday"),
+    ) -> None:
+        """Inject a fault into a throwaway estate under traffic; you follow the page to its runbook and fix
+        it. Reports detection, time to the right runbook and recovery (answers are read from stdin)."""
+        from chatwizard.estate.gameday import FAULTS, append_report, run_gameday
+        from chatwizard.estate.up import stopping_on_exit
+
+        if fault is not None and fault not in FAULTS:
+            raise typer.BadParameter(f"one of {', '.join(FAULTS)}", param_hint="--fault")
+        shutil.rmtree(state_dir, ignore_errors=True)
+        with stopping_on_exit():  # `kill` too stops the estate's servers
+            result = run_gameday(state_dir.resolve(), fault, seed, typer.echo, ask)
+        typer.echo(append_report(result, out))
+
+
+def ask(question: str) -> str:
+    """One line from stdin (the on-call person or a script); empty at its end."""
+    typer.echo(question)
+    return sys.stdin.readline()
 
 
 def backup_store(state_dir: Path) -> BackupStore:

@@ -81,7 +81,7 @@ class Traffic:
                                                              (s.status == 503 and s.retry_after))]
 
 
-async def _timed(traffic: Traffic, kind: str, call: Awaitable[httpx.Response]) -> httpx.Response | None:
+async def timed(traffic: Traffic, kind: str, call: Awaitable[httpx.Response]) -> httpx.Response | None:
     started = time.monotonic()
     try:
         response = await call
@@ -99,7 +99,7 @@ async def _timed(traffic: Traffic, kind: str, call: Awaitable[httpx.Response]) -
 async def _writer(client: httpx.AsyncClient, traffic: Traffic, video_id: str, stop: asyncio.Event) -> None:
     while not stop.is_set():
         event_id = str(uuid.uuid4())
-        response = await _timed(traffic, "write", client.post(
+        response = await timed(traffic, "write", client.post(
             "/v1/progress/events", json={"event_id": event_id, "video_id": video_id, "kind": "click"}))
         if response is not None and response.status_code == 201:
             traffic.acknowledged.append(event_id)
@@ -110,7 +110,7 @@ async def _reader(client: httpx.AsyncClient, traffic: Traffic, stop: asyncio.Eve
     run, i = uuid.uuid4().hex[:6], 0
     while not stop.is_set():  # a word of its own per search: each one reaches the database, not the cache
         query = f"{SEARCHES[i % len(SEARCHES)]} {run}{i}"
-        await _timed(traffic, "search", client.get("/v1/videos/search", params={"q": query}))
+        await timed(traffic, "search", client.get("/v1/videos/search", params={"q": query}))
         i += 1
         await asyncio.sleep(0.05)
 
@@ -119,7 +119,7 @@ async def _chatter(client: httpx.AsyncClient, traffic: Traffic, stop: asyncio.Ev
     i = 0
     while not stop.is_set():
         question = f"How do I make a level {i} in Godot?" if fresh else CACHED_QUESTION
-        await _timed(traffic, "chat", client.post("/v1/chat", json={"question": question}))
+        await timed(traffic, "chat", client.post("/v1/chat", json={"question": question}))
         i += 1
         await asyncio.sleep(0.1)
 

@@ -7,9 +7,13 @@ swapped for one local webhook, so routing is tested as it is in production.
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +124,48 @@ def start_monitoring(state: Path, ports: EstatePorts, targets: Targets) -> list[
     wait_ready(f"http://127.0.0.1:{ports.alertmanager}/-/ready")
     wait_ready(f"http://127.0.0.1:{ports.prometheus}/-/ready")
     return started[::-1]
+
+
+@dataclass(frozen=True)
+class Notification:
+    at: float  # arrival, on the monotonic clock
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    status: str  # firing | resolved
+
+
+class Webhook:
+    """Collects Alertmanager's notifications on a loopback port: the alerting tests' pager, and the game
+    day's."""
+
+    def __init__(self) -> None:
+        self.received: list[Notification] = []
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                received.extend(Notification(time.monotonic(), a["labels"], a.get("annotations", {}),
+                                             a["status"]) for a in body["alerts"])
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def firing(self, since: float = 0.0) -> list[Notification]:
+        return [n for n in self.received if n.at >= since and n.status == "firing"]
+
+    def first_firing(self, alertname: str, since: float = 0.0) -> float | None:
+        return next((n.at for n in self.firing(since) if n.labels["alertname"] == alertname), None)
+
+    def names(self) -> set[str]:
+        return {n.labels["alertname"] for n in self.firing()}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

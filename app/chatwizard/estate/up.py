@@ -78,6 +78,15 @@ def start_backups(state_dir: Path, primary: PostgresNode, s3_port: int,
     return store, schedule
 
 
+def write_env(state_dir: Path, app: str, primary_dsn: str, replica_dsn: str, prometheus: str,
+              alertmanager: str, **more: str) -> None:
+    """The estate's addresses as shell variables (state_dir/estate.env): the runbooks' local commands use
+    them after `source .estate/estate.env`."""
+    names = {"CHATWIZARD_STATE_DIR": str(state_dir), "CW": app, "CW_PRIMARY": primary_dsn,
+             "CW_REPLICA": replica_dsn, "CW_PROMETHEUS": prometheus, "CW_ALERTMANAGER": alertmanager, **more}
+    (state_dir / "estate.env").write_text("".join(f"export {k}='{v}'\n" for k, v in names.items()))
+
+
 def start_app(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
     chatwizard = str(Path(sys.executable).with_name("chatwizard"))
     with log_file.open("ab") as log:
@@ -148,6 +157,8 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             targets = Targets(f"127.0.0.1:{ports.metrics}", base, primary.dsn, f"127.0.0.1:{ports.redis}",
                               key, webhook_url=None, redis_password=redis.password)
             stops[:0] = start_monitoring(state_dir / "monitoring", ports, targets)
+            write_env(state_dir, base, primary.dsn, replica.dsn, f"http://127.0.0.1:{ports.prometheus}",
+                      f"http://127.0.0.1:{ports.alertmanager}")
             print_summary(base, ports, key, primary.dsn, replica.dsn, state_dir, logs, store)
             schedule.start()
             while app.poll() is None:
@@ -179,6 +190,7 @@ def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, rep
         f"  Redis          redis://127.0.0.1:{ports.redis}/0  (password in {state_dir}/redis-password)",
         f"  Prometheus     http://127.0.0.1:{ports.prometheus}  (alerts: /alerts)",
         f"  Alertmanager   http://127.0.0.1:{ports.alertmanager}",
+        f"  Shell          source {state_dir}/estate.env  (CW, CW_PRIMARY ...: the runbooks' local commands)",
         f"  Backups        WAL archived continuously, base backups every {BACKUP_INTERVAL_H} h to "
         f"{backups.destination} at {backups.endpoint_url}",
         f"  Logs           {state_dir}/app.log, shipped by syslog-ng to the log store {logs.dsn}",
