@@ -9,6 +9,7 @@ the retrieved videos, labelled ``answer_source: "local"``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -87,6 +88,9 @@ class CircuitBreaker:
         self.opened_at = now
         return True
 
+    def trial_due(self) -> bool:
+        return self.opened_at is not None and time.monotonic() - self.opened_at >= self.reset_s
+
     def success(self) -> None:
         if self.opened_at is not None:
             log.info("llm_circuit_closed", provider=self.provider)
@@ -125,6 +129,24 @@ class OpenAIProvider:
             timeout=settings.llm_timeout_s, max_retries=settings.llm_max_retries,
         )
         self.breaker = CircuitBreaker("openai", settings.breaker_failure_threshold, settings.breaker_reset_s)
+        self._watcher: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._watcher = asyncio.create_task(self._watch_breaker())
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def _watch_breaker(self) -> None:
+        """An open breaker tries the provider by itself once its reset time has passed (one embedding of
+        one word), not only at a learner's next question: a worker that gets no questions would otherwise
+        report the circuit open, and keep the LLM alert firing, long after the provider recovered."""
+        while True:
+            await asyncio.sleep(self.breaker.reset_s / 4)
+            if self.breaker.trial_due():
+                with contextlib.suppress(LLMUnavailable):  # still down: the trial re-armed the timer
+                    await self.embed(["ping"])
 
     def _guard(self, operation: str) -> None:
         if not self.breaker.allow():

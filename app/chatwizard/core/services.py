@@ -13,7 +13,7 @@ from chatwizard.core.batching import GroupCommit, WriteBatch
 from chatwizard.core.cache import Cache
 from chatwizard.core.crypto import FieldCipher
 from chatwizard.core.db import Database
-from chatwizard.core.llm import LocalProvider, Provider, make_provider
+from chatwizard.core.llm import LocalProvider, OpenAIProvider, Provider, make_provider
 from chatwizard.core.ratelimit import RateLimiter
 from chatwizard.core.settings import Settings
 
@@ -36,6 +36,8 @@ class Services:
         llm = make_provider(settings)
         if isinstance(llm, LocalProvider):
             await llm.warm_up()
+        elif isinstance(llm, OpenAIProvider):
+            llm.start()
         cache = Cache(settings)
         cache.start_listening()
         ring = settings.field_keys.get_secret_value() if settings.field_keys else None
@@ -54,6 +56,8 @@ class Services:
         await self.limiter.batches.close()  # checks on their way to Redis get their answer first
         await self.db.close()
         await self.cache.close()
+        if isinstance(self.llm, OpenAIProvider):
+            await self.llm.close()
 
 
 async def get_services(connection: HTTPConnection) -> Services:
