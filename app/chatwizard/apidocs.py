@@ -109,8 +109,17 @@ def operation(path: str, method: str, op: dict[str, Any], schemas: dict[str, Any
     return [*out, ""]
 
 
+def body_name(schema: dict[str, Any]) -> str:
+    """A schema's name; for an event stream, each event and what its data holds."""
+    events = [(v["properties"]["event"]["const"], v["properties"]["data"]["contentSchema"])
+              for v in schema.get("oneOf", []) if "event" in v.get("properties", {})]
+    if events:
+        return "events " + ", ".join(f"`{name}`: {schema_name(data)}" for name, data in events)
+    return schema_name(schema)
+
+
 def response_line(code: str, response: dict[str, Any]) -> str:
-    bodies = [f"{schema_name(c['schema'])} (`{media}`)" if c.get("schema") else f"`{media}`"
+    bodies = [f"{body_name(c['schema'])} (`{media}`)" if c.get("schema") else f"`{media}`"
               for media, c in response.get("content", {}).items()]
     headers = [name for name in response.get("headers", {}) if name != "X-Request-ID"]
     return f"| {code} | {', '.join(bodies) or 'none'} | {', '.join(headers)} |"

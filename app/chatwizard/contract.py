@@ -13,11 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel, TypeAdapter
 
 from chatwizard.core.problems import MEDIA_TYPE, Problem, problem
 from chatwizard.policy import ROUTE_POLICY, UNTHROTTLED
 
 SCHEME = "APIKey"
+REF = "#/components/schemas/{model}"
+COMPONENTS: dict[str, dict[str, Any]] = {}  # schemas the generated ones do not hold (problems, events)
 SECURITY_SCHEME = {
     "type": "http", "scheme": "bearer", "bearerFormat": "cwk_ + 36 characters",
     "description": "An API key, sent as `Authorization: Bearer <key>`: in /docs, paste it under Authorize.",
@@ -73,6 +76,27 @@ def cache_header(*values: str) -> dict[int | str, dict[str, Any]]:
     return {200: {"headers": {"X-Cache": described}}}
 
 
+def component(kind: Any) -> dict[str, Any]:
+    """The schema of a type; a model (and any model within) becomes a component, referred to by name."""
+    schema = TypeAdapter(kind).json_schema(ref_template=REF, mode="serialization")
+    COMPONENTS.update(schema.pop("$defs", {}))
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        COMPONENTS[kind.__name__] = schema
+        return {"$ref": REF.format(model=kind.__name__)}
+    return schema
+
+
+def event_stream(description: str, example: str, **events: Any) -> dict[int | str, dict[str, Any]]:
+    """A 200 of server-sent events; per event name, the type its ``data`` holds as JSON. Before OpenAPI
+    3.2's ``itemSchema``, a stream's ``schema`` describes one event (as schemathesis checks it)."""
+    variants = [{"type": "object", "required": ["event", "data"], "properties": {
+        "event": {"const": name},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": component(kind)},
+    }} for name, kind in events.items()]
+    return {200: {"description": description, "content": {"text/event-stream": {
+        "schema": {"oneOf": variants}, "example": example}}}}
+
+
 def describe(app: FastAPI) -> None:
     """Complete the app's generated OpenAPI schema with the shared parts, once."""
     def openapi() -> dict[str, Any]:
@@ -88,8 +112,8 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
     schemas = components.setdefault("schemas", {})
     for replaced in ("HTTPValidationError", "ValidationError"):
         schemas.pop(replaced, None)
-    problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    schemas.update(problem_schema.pop("$defs", {}), Problem=problem_schema)
+    component(Problem)
+    schemas.update(COMPONENTS)
     components["securitySchemes"] = {SCHEME: SECURITY_SCHEME}
     components["headers"] = HEADERS
     for path, methods in schema["paths"].items():
@@ -131,7 +155,7 @@ def complete_response(status: int, response: dict[str, Any], throttled: bool) ->
         meaning, detail, extensions = ERRORS[status]
         response["description"] = meaning
         example = problem(status, detail, EXAMPLE_REQUEST_ID, **extensions)
-        response["content"] = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"},
+        response["content"] = {MEDIA_TYPE: {"schema": {"$ref": REF.format(model="Problem")},
                                             "example": example}}
     headers = response.setdefault("headers", {})
     for name in names:

@@ -63,7 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Chat Wizard API", version=version("chatwizard"), lifespan=lifespan,
         default_response_class=SafeJSONResponse, dependencies=[Depends(authorize)],
         description="Answers learners' questions with YouTube learning videos. Authenticate with "
-                    "`Authorization: Bearer <API key>`.",
+                    "`Authorization: Bearer <API key>` (here: Authorize). Errors are RFC 9457 problem "
+                    "details (`application/problem+json`), one shape for every error.",
     )
     for router in ROUTERS:
         app.include_router(router)

@@ -25,7 +25,7 @@ Tier = Literal["free", "pro", "admin", "service"]
 
 
 class KeyCreate(StrictModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, examples=["my phone"])
     expires_at: AwareDatetime | None = Field(
         None, description="when the key stops working; a key that expires may only create keys that "
                           "expire no later than it")
@@ -36,7 +36,7 @@ class KeyCreate(StrictModel):
 
 
 class UserCreate(StrictModel):
-    email: EmailStr = Field(max_length=254)
+    email: EmailStr = Field(max_length=254, examples=["learner@example.org"])
     tier: Tier = "free"
 
 

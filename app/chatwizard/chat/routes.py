@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from chatwizard.chat import queries, service
-from chatwizard.contract import cache_header, errors
+from chatwizard.contract import cache_header, errors, event_stream
 from chatwizard.core.models import StrictModel
 from chatwizard.core.responses import SafeJSONResponse, safe_json
 from chatwizard.core.security import authenticate, until_key_stops
@@ -28,7 +28,8 @@ log = structlog.get_logger(__name__)
 
 
 class ChatRequest(StrictModel):
-    question: str = Field(min_length=1, max_length=2000, description="the learner's question")
+    question: str = Field(min_length=1, max_length=2000, description="the learner's question",
+                          examples=["How do I make a main menu in Unity?"])
     conversation_id: UUID | None = Field(None, description="continue this conversation")
 
 
@@ -60,15 +61,16 @@ class ChatAnswer(ChatDone):
     videos: list[Video] = Field(description="3-5 recommended videos", examples=[[EXAMPLE_VIDEO]])
 
 
-# Server-sent events: OpenAPI has no schema for a stream, so the events are described and shown.
+class Token(BaseModel):
+    text: str = Field(description="the next piece of the answer", examples=["Start with "])
+
+
 SSE_EXAMPLE = ('event: token\ndata: {"text":"Start with "}\n\nevent: token\ndata: {"text":"this video."}\n\n'
                'event: videos\ndata: [{"id":"dQw4w9WgXcQ", ...}]\n\nevent: done\ndata: {"conversation_id":'
                '"0193...", "message_id":"0193...", "saved":true, "answer_source":"openai", "cache":null, '
                '"usage":{...}}\n\n')
-SSE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
-    "description": "`token` events (`{\"text\": ...}`) as the answer streams, then one `videos` event "
-                   "(a list of Video), then one `done` event (ChatAnswer's fields but answer and videos)",
-    "content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}}}}
+SSE_RESPONSE = event_stream("`token` events as the answer streams, then one `videos` event, then one `done`",
+                            SSE_EXAMPLE, token=Token, videos=list[Video], done=ChatDone)
 
 
 def not_found() -> HTTPException:

@@ -30,7 +30,7 @@ def distinct_ids(ids: VideoIds) -> VideoIds:
 
 
 class PathCreate(StrictModel):
-    title: Title = Field(min_length=1, max_length=200)
+    title: Title = Field(min_length=1, max_length=200, examples=["Unity UI from scratch"])
     video_ids: VideoIds = Field(min_length=1, max_length=100)
     _distinct = field_validator("video_ids")(distinct_ids)
 
