@@ -7,19 +7,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
-import asyncpg
 import structlog
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
+from chatwizard import contract
 from chatwizard.accounts.routes import router as accounts_router
 from chatwizard.audit import service as audit
 from chatwizard.audit.routes import router as audit_router
 from chatwizard.calendar.routes import router as calendar_router
 from chatwizard.chat.routes import router as chat_router
-from chatwizard.core import metrics
+from chatwizard.core import metrics, problems
 from chatwizard.core.crypto import NO_RING, FieldKeyError, parse_ring
 from chatwizard.core.logs import configure_logging
 from chatwizard.core.observability import RequestMiddleware, init_sentry
@@ -64,44 +63,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Chat Wizard API", version=version("chatwizard"), lifespan=lifespan,
         default_response_class=SafeJSONResponse, dependencies=[Depends(authorize)],
         description="Answers learners' questions with YouTube learning videos. Authenticate with "
-                    "`Authorization: Bearer <API key>`.",
+                    "`Authorization: Bearer <API key>` (here: Authorize). Errors are RFC 9457 problem "
+                    "details (`application/problem+json`), one shape for every error.",
     )
     for router in ROUTERS:
         app.include_router(router)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(asyncpg.DataError, invalid_value)
-    app.add_exception_handler(asyncpg.PostgresConnectionError, database_unavailable)
-    app.add_exception_handler(ConnectionError, database_unavailable)
-    app.add_exception_handler(OSError, database_unavailable)
+    problems.install(app)
+    contract.describe(app)
     if settings.cors_origins:  # none by default: the API is called by apps and servers, not other sites
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "X-Request-ID"], max_age=600)
     app.add_middleware(RequestMiddleware, settings=settings)
     return app
-
-
-async def validation_error(request: Request, exc: Exception) -> SafeJSONResponse:
-    """422 listing each problem (where and what); the offending input is not echoed back."""
-    assert isinstance(exc, RequestValidationError)
-    problems = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-    return SafeJSONResponse({"detail": problems}, status_code=422)
-
-
-async def http_error(request: Request, exc: Exception) -> SafeJSONResponse:
-    assert isinstance(exc, HTTPException)
-    return SafeJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-
-async def invalid_value(request: Request, exc: Exception) -> SafeJSONResponse:
-    """Values Postgres cannot take (e.g. NUL in a query parameter): the client's input, so a 422."""
-    return SafeJSONResponse({"detail": "a parameter holds a value that cannot be stored or searched "
-                                     "(for example a NUL character)"}, status_code=422)
-
-
-async def database_unavailable(request: Request, exc: Exception) -> SafeJSONResponse:
-    log.error("database_unavailable", error=type(exc).__name__)
-    return SafeJSONResponse({"detail": "the database is unavailable; try again shortly"}, status_code=503,
-                          headers={"Retry-After": "5"})
-

@@ -59,7 +59,9 @@ async def test_unhandled_exception_reaches_sentry_with_request_id(sentry_endpoin
                                               "X-Request-ID": "req-sentry-test-1"})
     sentry_sdk.flush(timeout=5)
     assert response.status_code == 500
-    assert response.json() == {"detail": "internal error", "request_id": "req-sentry-test-1"}
+    assert response.json() == {"type": "about:blank", "title": "Internal Server Error", "status": 500,
+                               "detail": "internal error", "instance": "urn:chatwizard:request:req-sentry-test-1",
+                               "request_id": "req-sentry-test-1"}
     sent = b"".join(Collector.envelopes).decode()
     assert "the catalogue index is corrupt" in sent and "RuntimeError" in sent
     assert '"request_id":"req-sentry-test-1"' in sent.replace(" ", "")

@@ -8,10 +8,11 @@ from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import AwareDatetime, EmailStr, Field
+from pydantic import AwareDatetime, BaseModel, EmailStr, Field
 
 from chatwizard.accounts import service
 from chatwizard.audit.service import record
+from chatwizard.contract import errors
 from chatwizard.core.models import StrictModel
 from chatwizard.core.security import Principal
 from chatwizard.core.services import Services, ServicesDep
@@ -19,15 +20,12 @@ from chatwizard.policy import CurrentUser, Scope
 
 router = APIRouter(tags=["accounts"])
 # What a key-minting route may refuse besides bad input (accounts.service.check_mint and the key bound).
-MINT_REFUSALS: dict[int | str, dict[str, Any]] = {
-    403: {"description": "the new key would be wider than the calling key (scopes, expiry, tier)"},
-    409: {"description": "the account holds as many active keys as its tier allows"},
-}
+MINT_REFUSALS = errors(403, 409)
 Tier = Literal["free", "pro", "admin", "service"]
 
 
 class KeyCreate(StrictModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, examples=["my phone"])
     expires_at: AwareDatetime | None = Field(
         None, description="when the key stops working; a key that expires may only create keys that "
                           "expire no later than it")
@@ -38,7 +36,7 @@ class KeyCreate(StrictModel):
 
 
 class UserCreate(StrictModel):
-    email: EmailStr = Field(max_length=254)
+    email: EmailStr = Field(max_length=254, examples=["learner@example.org"])
     tier: Tier = "free"
 
 
@@ -46,11 +44,19 @@ class TierChange(StrictModel):
     tier: Tier
 
 
-class KeyInfo(StrictModel):
+class User(BaseModel):
     id: UUID
-    name: str
-    display_hint: str
-    scopes: list[str]
+    email: str = Field(examples=["learner@example.org"])
+    tier: Tier = Field(description="free and pro: learners; admin and service: operators")
+    created_at: datetime
+
+
+class KeyInfo(BaseModel):
+    id: UUID
+    name: str = Field(examples=["my phone"])
+    display_hint: str = Field(description="the key's first characters, to recognise it",
+                              examples=["cwk_3fA9xQ…"])
+    scopes: list[Scope] = Field(description="empty: everything the tier allows")
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None
@@ -70,7 +76,7 @@ async def mint(services: Services, principal: Principal, user_id: UUID,
         raise HTTPException(refused.status, detail=refused.detail) from None
 
 
-@router.get("/v1/me")
+@router.get("/v1/me", response_model=User)
 async def me(principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """Your account."""
     query = f"SELECT {service.USER_COLUMNS} FROM users WHERE id = $1"
@@ -98,7 +104,8 @@ async def create_my_key(body: KeyCreate, principal: CurrentUser, services: Servi
     return NewKey(key=key, **row)
 
 
-@router.post("/v1/keys/{key_id}/rotate", status_code=status.HTTP_201_CREATED, responses=MINT_REFUSALS)
+@router.post("/v1/keys/{key_id}/rotate", status_code=status.HTTP_201_CREATED,
+             responses={**MINT_REFUSALS, **errors(404)})
 async def rotate_my_key(key_id: UUID, principal: CurrentUser, services: ServicesDep,
                         request: Request) -> NewKey:
     """Replace a key: the new one (same scopes and expiry) is shown once; the old one works for the overlap
@@ -117,7 +124,7 @@ async def rotate_my_key(key_id: UUID, principal: CurrentUser, services: Services
     return NewKey(key=key, **row)
 
 
-@router.delete("/v1/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/v1/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404))
 async def revoke_my_key(key_id: UUID, principal: CurrentUser, services: ServicesDep,
                         request: Request) -> None:
     """Revoke one of your keys; it stops working at once."""
@@ -127,7 +134,8 @@ async def revoke_my_key(key_id: UUID, principal: CurrentUser, services: Services
                  target=f"key:{key_id}")
 
 
-@router.post("/v1/admin/users", status_code=status.HTTP_201_CREATED)
+@router.post("/v1/admin/users", status_code=status.HTTP_201_CREATED, response_model=User,
+             responses=errors(409))
 async def admin_create_user(body: UserCreate, services: ServicesDep, principal: CurrentUser,
                             request: Request) -> dict[str, Any]:
     """Create a user (admin)."""
@@ -141,7 +149,7 @@ async def admin_create_user(body: UserCreate, services: ServicesDep, principal: 
     return user
 
 
-@router.patch("/v1/admin/users/{user_id}")
+@router.patch("/v1/admin/users/{user_id}", response_model=User, responses=errors(404))
 async def admin_change_tier(user_id: UUID, body: TierChange, services: ServicesDep, principal: CurrentUser,
                             request: Request) -> dict[str, Any]:
     """Change a user's tier (role) (admin); it applies to their keys at once."""
@@ -154,7 +162,7 @@ async def admin_change_tier(user_id: UUID, body: TierChange, services: ServicesD
     return changed["user"]
 
 
-@router.get("/v1/admin/users")
+@router.get("/v1/admin/users", response_model=list[User])
 async def admin_list_users(services: ServicesDep, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     """List users (admin)."""
     if not (1 <= limit <= 500 and offset >= 0):
@@ -165,7 +173,8 @@ async def admin_list_users(services: ServicesDep, limit: int = 100, offset: int 
     return [services.cipher.readable(r, "users") for r in rows]
 
 
-@router.post("/v1/admin/users/{user_id}/keys", status_code=status.HTTP_201_CREATED, responses=MINT_REFUSALS)
+@router.post("/v1/admin/users/{user_id}/keys", status_code=status.HTTP_201_CREATED,
+             responses={**MINT_REFUSALS, **errors(404)})
 async def admin_create_key(user_id: UUID, body: KeyCreate, services: ServicesDep, principal: CurrentUser,
                            request: Request) -> NewKey:
     """Create a key for a user (admin); shown only in this response. No wider than the calling key."""

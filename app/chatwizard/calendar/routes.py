@@ -11,9 +11,10 @@ import asyncpg
 import structlog
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from icalendar import Calendar, Event
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from chatwizard.calendar import queries
+from chatwizard.contract import errors
 from chatwizard.core import metrics
 from chatwizard.core.models import CONTROL_CHARACTERS, StrictModel, Title
 from chatwizard.core.security import hash_secret
@@ -24,6 +25,9 @@ router = APIRouter(tags=["calendar"])
 log = structlog.get_logger(__name__)
 FEED_TOKEN_BYTES = 32
 SCHEDULE_WINDOW = timedelta(days=3653)  # sessions start at most ten years before or after now
+ICS_EXAMPLE = ("BEGIN:VCALENDAR\r\nPRODID:-//Chat Wizard//Learning sessions//EN\r\nVERSION:2.0\r\n"
+               "BEGIN:VEVENT\r\nSUMMARY:Unity UI from scratch\r\nDTSTART:20261201T170000Z\r\n"
+               "DTEND:20261201T174500Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
 FeedToken = Annotated[str, Path(min_length=20, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
@@ -47,7 +51,23 @@ class SessionCreate(StrictModel):
         return self
 
 
-@router.post("/v1/calendar/sessions", status_code=status.HTTP_201_CREATED)
+class Session(BaseModel):
+    id: UUID
+    video_id: str | None = Field(description="the session's video, or null for a path")
+    path_id: UUID | None = Field(description="the session's learning path, or null for a video")
+    title: str = Field(examples=["Unity UI from scratch"])
+    starts_at: datetime
+    duration_min: int = Field(ge=5, le=480)
+    created_at: datetime
+
+
+class Feed(BaseModel):
+    url: str = Field(description="the iCalendar feed; works without a key, so keep it secret",
+                     json_schema_extra={"format": "uri"}, examples=["https://chatwizard.example/calendar/Yk3...Qw.ics"])
+
+
+@router.post("/v1/calendar/sessions", status_code=status.HTTP_201_CREATED, response_model=Session,
+             responses=errors(404))
 async def schedule(body: SessionCreate, principal: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     """Schedule a learning session for a video or one of your paths."""
     async def create(conn: asyncpg.Connection) -> dict[str, Any] | None:
@@ -64,14 +84,15 @@ async def schedule(body: SessionCreate, principal: CurrentUser, services: Servic
     return session
 
 
-@router.get("/v1/calendar/sessions")
+@router.get("/v1/calendar/sessions", response_model=list[Session])
 async def list_sessions(principal: CurrentUser, services: ServicesDep) -> list[dict[str, Any]]:
     """Your scheduled sessions."""
     return await services.db.read(lambda c: queries.sessions(c, services.cipher, principal.user_id),
                                   fresh=True)
 
 
-@router.delete("/v1/calendar/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/v1/calendar/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=errors(404))
 async def cancel(session_id: UUID, principal: CurrentUser, services: ServicesDep) -> None:
     """Cancel one of your sessions."""
     deleted = await services.db.write(lambda c: c.fetchval(
@@ -82,7 +103,7 @@ async def cancel(session_id: UUID, principal: CurrentUser, services: ServicesDep
         raise HTTPException(404, detail="no such session")
 
 
-@router.post("/v1/calendar/feed", status_code=status.HTTP_201_CREATED)
+@router.post("/v1/calendar/feed", status_code=status.HTTP_201_CREATED, response_model=Feed)
 async def create_feed(principal: CurrentUser, services: ServicesDep, request: Request) -> dict[str, str]:
     """A new feed URL; any earlier one stops working. Shown once: only its hash is stored."""
     token = secrets.token_urlsafe(FEED_TOKEN_BYTES)
@@ -102,8 +123,10 @@ async def revoke_feed(principal: CurrentUser, services: ServicesDep) -> None:
 
 
 @router.get("/calendar/{token}.ics", name="calendar_feed", response_class=Response,
-            responses={200: {"content": {"text/calendar": {}}}})
+            responses={200: {"description": "the sessions as an iCalendar (RFC 5545) feed", "content": {
+                "text/calendar": {"schema": {"type": "string"}, "example": ICS_EXAMPLE}}}, **errors(404)})
 async def calendar_feed(services: ServicesDep, token: FeedToken) -> Response:
+    """Your sessions for calendar apps; the token in the URL is the key (POST /v1/calendar/feed)."""
     rows = await services.db.read(lambda c: queries.feed_sessions(c, services.cipher, hash_secret(token)),
                                   fresh=True)
     if rows is None:

@@ -5,28 +5,72 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import structlog
 from fastapi import APIRouter, HTTPException, Query, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import StreamingResponse
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from chatwizard.chat import queries, service
+from chatwizard.contract import cache_header, errors, event_stream
 from chatwizard.core.models import StrictModel
 from chatwizard.core.responses import SafeJSONResponse, safe_json
 from chatwizard.core.security import authenticate, until_key_stops
 from chatwizard.core.services import Services, ServicesDep
 from chatwizard.policy import CurrentUser, count_question
+from chatwizard.videos.routes import EXAMPLE_VIDEO, Video
 
 router = APIRouter(tags=["chat"])
 log = structlog.get_logger(__name__)
 
 
 class ChatRequest(StrictModel):
-    question: str = Field(min_length=1, max_length=2000, description="the learner's question")
+    question: str = Field(min_length=1, max_length=2000, description="the learner's question",
+                          examples=["How do I make a main menu in Unity?"])
     conversation_id: UUID | None = Field(None, description="continue this conversation")
+
+
+AnswerSource = Literal["openai", "local", "fallback"]
+CacheResult = Literal["exact", "semantic"]
+Role = Literal["user", "assistant"]
+
+
+class Usage(BaseModel):
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    cost_usd: float = Field(ge=0, description="what the language model charged for this answer")
+
+
+class ChatDone(BaseModel):
+    """How an answer ended: where it is stored and what made it."""
+
+    conversation_id: UUID | None = Field(description="continue here; null when it could not be saved")
+    message_id: UUID | None
+    saved: bool = Field(description="false when the database was unavailable: answered, not kept in history")
+    answer_source: AnswerSource = Field(description="the language model that wrote it (openai, local) or "
+                                                    "fallback: composed from the catalogue, no model")
+    cache: CacheResult | None = Field(description="the cache that served it (as X-Cache), null: generated")
+    usage: Usage
+
+
+class ChatAnswer(ChatDone):
+    answer: str = Field(examples=["Start with \"Unity UI in 10 minutes\" by Brackeys: it builds a menu."])
+    videos: list[Video] = Field(description="3-5 recommended videos", examples=[[EXAMPLE_VIDEO]])
+
+
+class Token(BaseModel):
+    text: str = Field(description="the next piece of the answer", examples=["Start with "])
+
+
+SSE_EXAMPLE = ('event: token\ndata: {"text":"Start with "}\n\nevent: token\ndata: {"text":"this video."}\n\n'
+               'event: videos\ndata: [{"id":"dQw4w9WgXcQ", ...}]\n\nevent: done\ndata: {"conversation_id":'
+               '"0193...", "message_id":"0193...", "saved":true, "answer_source":"openai", "cache":null, '
+               '"usage":{...}}\n\n')
+SSE_RESPONSE = event_stream("`token` events as the answer streams, then one `videos` event, then one `done`",
+                            SSE_EXAMPLE, token=Token, videos=list[Video], done=ChatDone)
 
 
 def not_found() -> HTTPException:
@@ -34,7 +78,8 @@ def not_found() -> HTTPException:
 
 
 # The busiest route: it returns its response itself, which spares FastAPI re-validating the result.
-@router.post("/v1/chat", response_model=dict[str, Any])
+@router.post("/v1/chat", response_model=ChatAnswer,
+             responses={**cache_header("exact", "semantic", "miss"), **errors(404)})
 async def chat(body: ChatRequest, principal: CurrentUser, services: ServicesDep) -> SafeJSONResponse:
     """Answer a question with 3-5 recommended videos; X-Cache says exact, semantic or miss."""
     try:
@@ -44,8 +89,7 @@ async def chat(body: ChatRequest, principal: CurrentUser, services: ServicesDep)
     return SafeJSONResponse(result, headers={"X-Cache": result["cache"] or "miss"})
 
 
-@router.post("/v1/chat/stream", response_class=StreamingResponse,
-             responses={200: {"content": {"text/event-stream": {}}}})
+@router.post("/v1/chat/stream", response_class=StreamingResponse, responses={**SSE_RESPONSE, **errors(404)})
 async def chat_stream(body: ChatRequest, principal: CurrentUser, services: ServicesDep) -> StreamingResponse:
     """The same answer as server-sent events: token events, then videos, then done."""
     events = service.chat_events(services, principal, body.question, body.conversation_id, "sse")
@@ -122,7 +166,29 @@ async def answer_questions(websocket: WebSocket, services: Services) -> str | No
     return None
 
 
-@router.get("/v1/conversations")
+class ConversationSummary(BaseModel):
+    id: UUID
+    title: str = Field(description="the conversation's first question, shortened",
+                       examples=["How do I make a main menu in Unity?"])
+    created_at: datetime
+    updated_at: datetime
+
+
+class Message(BaseModel):
+    id: UUID
+    role: Role
+    content: str
+    videos: list[Video] = Field(description="the answer's recommendations (empty for questions)")
+    answer_source: AnswerSource | None
+    cache: CacheResult | None
+    created_at: datetime
+
+
+class Conversation(ConversationSummary):
+    messages: list[Message] = Field(description="questions and answers, oldest first")
+
+
+@router.get("/v1/conversations", response_model=list[ConversationSummary])
 async def list_conversations(principal: CurrentUser, services: ServicesDep,
                              limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, Any]]:
     """Your conversations, most recently active first."""
@@ -130,7 +196,7 @@ async def list_conversations(principal: CurrentUser, services: ServicesDep,
         lambda c: queries.list_conversations(c, services.cipher, principal.user_id, limit), fresh=True)
 
 
-@router.get("/v1/conversations/{conversation_id}")
+@router.get("/v1/conversations/{conversation_id}", response_model=Conversation, responses=errors(404))
 async def get_conversation(conversation_id: UUID, principal: CurrentUser,
                            services: ServicesDep) -> dict[str, Any]:
     """One of your conversations with all its messages."""

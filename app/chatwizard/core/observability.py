@@ -17,6 +17,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatwizard.core import metrics
+from chatwizard.core.problems import MEDIA_TYPE, problem_bytes
 from chatwizard.core.settings import Settings
 
 log = structlog.get_logger("chatwizard.access")
@@ -88,7 +89,7 @@ class RequestMiddleware:
         status: int | None = None  # set once the response starts
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await self._error(send, 413, self._too_large_body(), request_id)
+            await self._error(send, 413, self._too_large_body(request_id), request_id)
             self._observe(scope, 413, started)
             return
         csp = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else API_CSP
@@ -120,7 +121,7 @@ class RequestMiddleware:
             await self.app(scope, limited_receive, send_with_headers)
         except BodyTooLarge:
             status = 413
-            await self._error(send, 413, self._too_large_body(), request_id)
+            await self._error(send, 413, self._too_large_body(request_id), request_id)
         except Exception as exc:
             # Answered here rather than by Starlette's outermost handler, which re-raises and so
             # makes the server drop the keep-alive connection. No stack or SQL leaves the process.
@@ -128,19 +129,18 @@ class RequestMiddleware:
             report_exception(exc, request_id)
             if status is None:
                 status = 500
-                body = b'{"detail":"internal error","request_id":"%s"}' % request_id.encode()
-                await self._error(send, 500, body, request_id)
+                await self._error(send, 500, problem_bytes(500, "internal error", request_id), request_id)
         finally:
             metrics.HTTP_IN_FLIGHT.dec()
             self._observe(scope, status or 500, started)
 
-    def _too_large_body(self) -> bytes:
-        return b'{"detail":"request body too large: at most %d bytes"}' % self.max_body
+    def _too_large_body(self, request_id: str) -> bytes:
+        return problem_bytes(413, f"request body too large: at most {self.max_body} bytes", request_id)
 
     @staticmethod
     async def _error(send: Send, status: int, body: bytes, request_id: str) -> None:
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), *SECURITY_HEADERS, API_CSP,
+                    "headers": [(b"content-type", MEDIA_TYPE.encode()), *SECURITY_HEADERS, API_CSP,
                                 (b"x-request-id", request_id.encode())]})
         await send({"type": "http.response.body", "body": body})
 

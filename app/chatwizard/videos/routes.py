@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
+from chatwizard.contract import cache_header, errors
 from chatwizard.core.services import ServicesDep
 from chatwizard.videos import queries, service
 
 router = APIRouter(tags=["videos"])
+EXAMPLE_VIDEO = {"id": "dQw4w9WgXcQ", "title": "Unity UI in 10 minutes", "channel": "Brackeys",
+                 "url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+                 "thumbnail_url": "https://i.ytimg.com/vi/dQw4w9WgXcQ/mqdefault.jpg", "duration_s": 612,
+                 "reason": "Close in meaning to your question (similarity 0.83) and matches your keywords"}
 
 
-@router.get("/v1/videos/search")
+class Video(BaseModel):
+    """A recommended catalogue video and why it was chosen."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_VIDEO]})
+    id: str = Field(description="the YouTube video id")
+    title: str
+    channel: str = Field(description="the channel's name")
+    url: str = Field(description="where to watch it on YouTube")
+    thumbnail_url: str | None = Field(description="YouTube's thumbnail (its CDN)")
+    duration_s: int = Field(ge=0)
+    reason: str = Field(description="why it was recommended")
+
+
+class VideoDetail(Video):
+    description: str
+    tags: list[str]
+    channel_id: str
+    published_at: datetime | None
+    view_count: int = Field(ge=0)
+
+
+class SearchResult(BaseModel):
+    query: str = Field(examples=["unity ui buttons"])
+    videos: list[Video]
+
+
+@router.get("/v1/videos/search", response_model=SearchResult, responses=cache_header("search", "miss"))
 async def search_videos(
     services: ServicesDep, response: Response,
     q: Annotated[str, Query(min_length=1, max_length=500, description="what to look for")],
@@ -24,7 +57,7 @@ async def search_videos(
     return {"query": q, "videos": videos}
 
 
-@router.get("/v1/videos/{video_id}")
+@router.get("/v1/videos/{video_id}", response_model=VideoDetail, responses=errors(404))
 async def video_detail(video_id: str, services: ServicesDep) -> dict[str, Any]:
     """One catalogue video."""
     if not video_id or len(video_id) > 64:
