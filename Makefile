@@ -75,10 +75,12 @@ release-drill: deps
 	$(BIN)/pytest tests/k8s/test_canary_release.py -s -p no:cacheprovider
 
 # The release pipeline's deploy steps (.github/workflows/release.yml, docs/deploy.md), run on the deploy
-# runner inside the VPC. DIGEST is the image's sha256 digest built from the same commit.
+# runner inside the VPC. DIGEST is the image's sha256:... digest built from the same commit; the stack's
+# appImageDigest is that digest in the stack's own repository (infra/config.py checks both).
 STACK ?= staging
 DIGEST ?=
-PULUMI_IMAGE = $(if $(DIGEST),--config chatwizard:appImageDigest=$(DIGEST))
+PULUMI_IMAGE = $(if $(DIGEST),--config \
+	chatwizard:appImageDigest="$$(pulumi config get chatwizard:appImageRepository --stack $(STACK))@$(DIGEST)")
 deploy-preview: deps
 	pulumi preview --stack $(STACK) --policy-pack infra/policy --diff $(PULUMI_IMAGE)
 deploy: deps

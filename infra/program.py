@@ -147,7 +147,7 @@ def build(config: StackConfig) -> None:
         WorkloadArgs(
             environment=config.environment,
             provider=cluster.provider,
-            image=f"{config.app_image_repository}:{config.app_image_tag}",
+            image=config.app_image,
             db_primary_host=database.primary_endpoint,
             db_replica_hosts=database.replica_endpoints,
             db_password=config.secret("db_password"),
@@ -174,3 +174,4 @@ def build(config: StackConfig) -> None:
     pulumi.export("redis_endpoint", cache.endpoint)
     pulumi.export("backup_bucket", backups.bucket.bucket)
     pulumi.export("cluster_name", cluster.cluster.name)
+    pulumi.export("app_image", config.app_image)  # what runs: pass it back to keep it (docs/deploy.md)

@@ -51,7 +51,7 @@ APP_IMAGE = "chatwizard"  # the image name the manifests use; kustomize and this
 class WorkloadArgs:
     environment: str
     provider: k8s.Provider
-    image: str  # repository:tag
+    image: str  # repository@sha256:digest (the release pipeline's); repository:tag before its first release
     db_primary_host: pulumi.Output[str]
     db_replica_hosts: list[pulumi.Output[str]]
     db_password: pulumi.Output[str]  # the owner's
