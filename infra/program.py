@@ -158,9 +158,11 @@ def build(config: StackConfig) -> None:
             tls_certificate=edge.origin_certificate_pem,
             tls_key=edge.origin_private_key_pem,
             rds_ca_bundle=rds_ca_bundle,
-            # The CRDs of the ServiceMonitor and PrometheusRule, the HPA's metric, the Ingress's admission.
+            # The CRDs of the PodMonitor and PrometheusRule, and of the Rollout and AnalysisTemplate; the
+            # HPA's metric; the Ingress's admission.
             depends_on=[
-                monitoring.release, monitoring.releases["prometheus-adapter"], cluster.ingress_release
+                monitoring.release, cluster.rollouts_release, monitoring.releases["prometheus-adapter"],
+                cluster.ingress_release,
             ],
         ),
     )

@@ -152,7 +152,7 @@ def test_cluster_private_and_encrypted(stack: Stack):
     assert cluster["encryptionConfig"]["resources"] == ["secrets"]
     releases = {r["inputs"]["name"] for r in stack.of_type("kubernetes:helm.sh/v3:Release")}
     assert {"metrics-server", "cluster-autoscaler", "kube-prometheus-stack", "ingress-nginx",
-            "aws-load-balancer-controller", "prometheus-adapter"} <= releases
+            "aws-load-balancer-controller", "prometheus-adapter", "argo-rollouts"} <= releases
 
 
 def app_images(stack: Stack) -> set[str]:
