@@ -88,5 +88,10 @@ deploy: deps
 smoke-remote: deps
 	$(BIN)/k6 run -e BASE_URL="$$(pulumi stack output api_url --stack $(STACK))" -e ADMIN_KEY="$$SMOKE_ADMIN_KEY" \
 	  -e USERS=20 -e RAMP=10s -e HOLD=30s loadtest/k6/smoke.js
+# First until the controller has seen the Deployment's new template (it notes the Deployment's generation
+# on the Rollout), so the status is the new release's and not the one before.
 rollout-status:
+	kubectl -n chatwizard wait rollout/chatwizard --timeout 5m \
+	  --for=jsonpath='{.metadata.annotations.rollout\.argoproj\.io/workload-generation}'="$$(\
+	  kubectl -n chatwizard get deployment/chatwizard -o jsonpath='{.metadata.generation}')"
 	kubectl -n chatwizard argo rollouts status chatwizard --timeout 30m
