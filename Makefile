@@ -87,10 +87,12 @@ release-drill: deps
 	$(BIN)/pytest tests/k8s/test_canary_release.py -s -p no:cacheprovider
 
 # The release pipeline's deploy steps (.github/workflows/release.yml, docs/deploy.md), run on the deploy
-# runner inside the VPC. DIGEST is the image's sha256 digest built from the same commit.
+# runner inside the VPC. DIGEST is the image's sha256:... digest built from the same commit; the stack's
+# appImageDigest is that digest in the stack's own repository (infra/config.py checks both).
 STACK ?= staging
 DIGEST ?=
-PULUMI_IMAGE = $(if $(DIGEST),--config chatwizard:appImageDigest=$(DIGEST))
+PULUMI_IMAGE = $(if $(DIGEST),--config \
+	chatwizard:appImageDigest="$$(pulumi config get chatwizard:appImageRepository --stack $(STACK))@$(DIGEST)")
 deploy-preview: deps
 	pulumi preview --stack $(STACK) --policy-pack infra/policy --diff $(PULUMI_IMAGE)
 deploy: deps
@@ -98,5 +100,10 @@ deploy: deps
 smoke-remote: deps
 	$(BIN)/k6 run -e BASE_URL="$$(pulumi stack output api_url --stack $(STACK))" -e ADMIN_KEY="$$SMOKE_ADMIN_KEY" \
 	  -e USERS=20 -e RAMP=10s -e HOLD=30s loadtest/k6/smoke.js
+# First until the controller has seen the Deployment's new template (it notes the Deployment's generation
+# on the Rollout), so the status is the new release's and not the one before.
 rollout-status:
+	kubectl -n chatwizard wait rollout/chatwizard --timeout 5m \
+	  --for=jsonpath='{.metadata.annotations.rollout\.argoproj\.io/workload-generation}'="$$(\
+	  kubectl -n chatwizard get deployment/chatwizard -o jsonpath='{.metadata.generation}')"
 	kubectl -n chatwizard argo rollouts status chatwizard --timeout 30m

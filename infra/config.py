@@ -31,6 +31,9 @@ from infra.facts import load as load_facts
 NAMESPACE = "chatwizard"
 
 PositiveInt = Annotated[int, Field(ge=1)]
+# An image by content: registry/path@sha256 and 64 lower-case hex digits (the OCI digest form).
+PATH_PART = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
+IMAGE_DIGEST = rf"^{PATH_PART}(?::\d+)?(?:/{PATH_PART})+@sha256:[0-9a-f]{{64}}$"
 
 
 class StackConfigError(pulumi.RunError):
@@ -58,6 +61,9 @@ class StackConfig(BaseModel):
     # Workload
     app_image_repository: str
     app_image_tag: str = Field(pattern=r"^[\w][\w.-]{0,127}$")
+    # The release pipeline's image, `<appImageRepository>@sha256:<digest>` (`make deploy DIGEST=...`): what
+    # was built and tested is what runs. Unset only before the pipeline's first release: then the tag.
+    app_image_digest: str | None = Field(default=None, pattern=IMAGE_DIGEST)
     # Database (RDS PostgreSQL)
     db_engine_version: str
     db_instance_class: str = Field(pattern=r"^db\.")
@@ -103,6 +109,8 @@ class StackConfig(BaseModel):
             raise ValueError("nodeMinSize <= nodeDesiredSize <= nodeMaxSize must hold")
         if self.db_max_allocated_storage_gb < self.db_allocated_storage_gb:
             raise ValueError("dbMaxAllocatedStorageGb must be at least dbAllocatedStorageGb")
+        if self.app_image_digest and self.app_image_digest.split("@")[0] != self.app_image_repository:
+            raise ValueError("appImageDigest must name an image in appImageRepository")
         return self
 
     @model_validator(mode="after")
@@ -129,6 +137,11 @@ class StackConfig(BaseModel):
             self.db_backup_replication_retention_days,
             self.backup_retention_days + NONCURRENT_VERSION_DAYS,
         )
+
+    @property
+    def app_image(self) -> str:
+        """The app's image: by digest once the release pipeline deploys, else by tag."""
+        return self.app_image_digest or f"{self.app_image_repository}:{self.app_image_tag}"
 
     @property
     def facts(self) -> Environment:

@@ -54,6 +54,16 @@ class Facts:
     cloudflare_zone_owner: str
     cloudflare_ipv4: list[str]
     cloudflare_ipv6: list[str]
+    prometheus_release: str
+
+    @property
+    def prometheus_host(self) -> str:
+        """The Service kube-prometheus-stack makes for Prometheus, as the cluster's DNS names it."""
+        return f"{self.prometheus_release}-prometheus.{self.namespaces['monitoring']}.svc"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.prometheus_host}:{self.ports['prometheus']}"
 
 
 @cache
@@ -79,6 +89,7 @@ def load() -> Facts:
         cloudflare_zone_owner=cloudflare["zone_owner"],
         cloudflare_ipv4=list(cloudflare["ipv4"]),
         cloudflare_ipv6=list(cloudflare["ipv6"]),
+        prometheus_release=raw["prometheus_release"],
     )
 
 

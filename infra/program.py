@@ -149,7 +149,7 @@ def build(config: StackConfig) -> None:
         WorkloadArgs(
             environment=config.environment,
             provider=cluster.provider,
-            image=f"{config.app_image_repository}:{config.app_image_tag}",
+            image=config.app_image,
             db_primary_host=database.primary_endpoint,
             db_replica_hosts=database.replica_endpoints,
             db_password=config.secret("db_password"),
@@ -160,9 +160,11 @@ def build(config: StackConfig) -> None:
             tls_certificate=edge.origin_certificate_pem,
             tls_key=edge.origin_private_key_pem,
             rds_ca_bundle=rds_ca_bundle,
-            # The CRDs of the ServiceMonitor and PrometheusRule, the HPA's metric, the Ingress's admission.
+            # The CRDs of the PodMonitor and PrometheusRule, and of the Rollout and AnalysisTemplate; the
+            # HPA's metric; the Ingress's admission.
             depends_on=[
-                monitoring.release, monitoring.releases["prometheus-adapter"], cluster.ingress_release
+                monitoring.release, cluster.rollouts_release, monitoring.releases["prometheus-adapter"],
+                cluster.ingress_release,
             ],
         ),
     )
@@ -180,3 +182,4 @@ def build(config: StackConfig) -> None:
     pulumi.export("redis_endpoint", cache.endpoint)
     pulumi.export("backup_bucket", backups.bucket.bucket)
     pulumi.export("cluster_name", cluster.cluster.name)
+    pulumi.export("app_image", config.app_image)  # what runs: pass it back to keep it (docs/deploy.md)

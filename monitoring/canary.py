@@ -1,8 +1,10 @@
 """The release analysis, as an Argo Rollouts AnalysisTemplate: `python -m monitoring.canary`.
 
 Writes k8s/base/analysis-template.yaml from monitoring/config.yaml (`canary:`): a candidate's pods are
-measured on their own (Prometheus label `rollouts_pod_template_hash`, which the ServiceMonitor copies
-from the pod) against the seed's SLA, the error ratio and the p95 latency of user requests. The local
+measured on their own (Prometheus label `rollouts_pod_template_hash`, which the PodMonitor in
+k8s/base/podmonitor.yaml copies from the pod's `rollouts-pod-template-hash`) against the seed's SLA, the
+error ratio and the p95 latency of user requests. They query the cluster's Prometheus at the address
+infra/facts.yaml gives (the Service the Pulumi program's kube-prometheus-stack release makes). The local
 release drill (chatwizard.estate.release) runs this same file against the estate's Prometheus.
 """
 
@@ -13,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from infra.facts import load as facts
 from monitoring.generate import CONFIG, HERE, timed_traffic, user_traffic
 
 ANALYSIS_TEMPLATE = HERE.parent / "k8s" / "base" / "analysis-template.yaml"
@@ -47,8 +50,7 @@ def analysis_template() -> dict[str, Any]:
         "metadata": {"name": "chatwizard-canary"},
         "spec": {
             "args": [{"name": "canary-hash"},
-                     {"name": "prometheus-address",
-                      "value": "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"}],
+                     {"name": "prometheus-address", "value": facts().prometheus_url}],
             "metrics": [
                 metric("error-ratio", errors, f"result[0] <= {canary['max_error_ratio']}"),
                 metric("latency-p95", latency, f"result[0] <= {canary['max_p95_s']}"),

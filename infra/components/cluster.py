@@ -2,8 +2,9 @@
 envelope-encrypted with a KMS key, managed nodes in the private subnets, and what the workload needs
 before it can run: the VPC CNI with network-policy enforcement, the EBS CSI driver and a default gp3
 StorageClass (the monitoring volumes), the AWS Load Balancer Controller (the only controller that honours
-the NLB's security group), ingress-nginx behind it, metrics-server and cluster-autoscaler. The
-kube-prometheus-stack and prometheus-adapter come from the Monitoring component."""
+the NLB's security group), ingress-nginx behind it, metrics-server, cluster-autoscaler, and the Argo
+Rollouts controller (and its CRDs: the app's Rollout and AnalysisTemplate wait for it), which releases
+the app as a canary. The kube-prometheus-stack and prometheus-adapter come from the Monitoring component."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ LB_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer"
 STORAGE_CLASS = "gp3"
 LB_CONTROLLER = "aws-load-balancer-controller"
 EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"  # the EKS add-on's controller service account
+ROLLOUTS = "argo-rollouts"
 
 # Helm charts, pinned: upgrades are deliberate changes reviewed in a pull request.
 ADDONS = {
@@ -30,6 +32,7 @@ ADDONS = {
     "metrics-server": ("https://kubernetes-sigs.github.io/metrics-server/", "metrics-server", "3.12.2"),
     "cluster-autoscaler": ("https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.46.6"),
     "ingress-nginx": ("https://kubernetes.github.io/ingress-nginx", "ingress-nginx", "4.12.3"),
+    ROLLOUTS: ("https://argoproj.github.io/argo-helm", ROLLOUTS, "2.41.0"),  # Argo Rollouts v1.9.0
 }
 # The AWS Load Balancer Controller's permissions, trimmed to what an NLB with a given security group and IP
 # targets needs (the controller's published iam_policy.json is the reference when upgrading it).
@@ -173,6 +176,7 @@ class Cluster(pulumi.ComponentResource):
         )
         self.releases = self._helm_addons(name, args)
         self.ingress_release = self.releases["ingress-nginx"]
+        self.rollouts_release = self.releases[ROLLOUTS]
         self.register_outputs({"cluster_name": self.cluster.name, "endpoint": self.cluster.endpoint})
 
     def _admins(self, name: str, role_arns: list[str]) -> None:
@@ -355,8 +359,11 @@ class Cluster(pulumi.ComponentResource):
                     },
                 }
             },
+            # The chart's CRDs (installCRDs), kept if the release is ever removed (keepCRDs) so live
+            # Rollouts are not deleted with them; the dashboard stays off (the kubectl plugin suffices).
+            ROLLOUTS: {"installCRDs": True, "keepCRDs": True, "dashboard": {"enabled": False}},
         }
-        namespace = {LB_CONTROLLER: namespaces["system"], "ingress-nginx": namespaces["ingress"]}
+        namespace = {"ingress-nginx": namespaces["ingress"], ROLLOUTS: namespaces["rollouts"]}
         after = {"ingress-nginx": LB_CONTROLLER}  # its Service needs the controller's webhook and reconciler
         releases: dict[str, k8s.helm.v3.Release] = {}
         for release, (repo, chart, version) in ADDONS.items():
@@ -367,7 +374,7 @@ class Cluster(pulumi.ComponentResource):
                 chart=chart,
                 version=version,
                 namespace=namespace.get(release, namespaces["system"]),
-                create_namespace=release in after,
+                create_namespace=release in namespace,
                 repository_opts={"repo": repo},
                 values=values[release],
                 opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=needs),

@@ -3,8 +3,8 @@ Alertmanager with monitoring/alertmanager/alertmanager.yml and its receivers' se
 generated dashboards, loaded by its sidecar from labelled ConfigMaps), prometheus-adapter (the HPA's
 per-pod in-flight metric), the Postgres and Redis exporters (`pg_up`, `redis_up`: the rules' and panels'
 data-store branches), and a blackbox exporter probing the public health endpoint and, with a probe key,
-the authenticated `/v1/me` as the local estate does. The app's PrometheusRule and ServiceMonitor come
-with its manifests (k8s/base), generated from monitoring/ too, and need this component's CRDs first."""
+the authenticated `/v1/me` as the local estate does. The app's PrometheusRule and PodMonitor come with
+its manifests (k8s/base), the rules generated from monitoring/ too, and need this component's CRDs first."""
 
 from __future__ import annotations
 
@@ -36,7 +36,6 @@ PROBE_SECRET = "blackbox-probe-key"  # noqa: S105 - a Secret object's name
 PROBE_KEY_FILE = "/etc/blackbox/probe/api-key"
 EXPORTER_CA_DIR = "/etc/rds-ca"
 PROBE_INTERVAL = "15s"
-PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{NAMESPACE}.svc"
 IN_FLIGHT = "chatwizard_http_requests_in_flight"  # the HPA's per-pod metric (k8s/base/hpa.yaml)
 
 
@@ -126,7 +125,7 @@ class Monitoring(pulumi.ComponentResource):
         repo, chart, version = CHART
         self.release = k8s.helm.v3.Release(
             name,
-            name="kube-prometheus-stack",
+            name=facts().prometheus_release,  # names the Prometheus Service the analysis and adapter query
             namespace=NAMESPACE,
             chart=chart,
             version=version,
@@ -184,7 +183,10 @@ class Monitoring(pulumi.ComponentResource):
         service_monitor = {"serviceMonitor": {"enabled": True}}
         return {
             "prometheus-adapter": {
-                "prometheus": {"url": PROMETHEUS_URL, "port": 9090},
+                "prometheus": {
+                    "url": f"http://{facts().prometheus_host}",
+                    "port": facts().ports["prometheus"],
+                },
                 "rules": {
                     "default": False,
                     "custom": [
@@ -238,9 +240,12 @@ class Monitoring(pulumi.ComponentResource):
         return {
             "prometheus": {
                 "prometheusSpec": {
-                    # Pick up every PrometheusRule/ServiceMonitor, including the app's from k8s/base.
+                    # Pick up every PrometheusRule/ServiceMonitor/PodMonitor, including the app's from
+                    # k8s/base: its pods are scraped by a PodMonitor, so each series carries the pod's
+                    # rollouts-pod-template-hash and the release analysis can tell canary from stable.
                     "ruleSelectorNilUsesHelmValues": False,
                     "serviceMonitorSelectorNilUsesHelmValues": False,
+                    "podMonitorSelectorNilUsesHelmValues": False,
                     "probeSelectorNilUsesHelmValues": False,
                     "scrapeInterval": "10s",
                     "evaluationInterval": "10s",

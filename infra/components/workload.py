@@ -10,7 +10,9 @@ session-level advisory lock, which PgBouncer in transaction mode would not keep 
 first and awaited (Pulumi's Job resource registers success only once the Job is Complete, and fails on
 Failed, within 10 minutes: https://www.pulumi.com/registry/packages/kubernetes/api-docs/batch/v1/job/);
 everything else, the Deployment included, waits for it. A new image or migration secret changes its pod
-template, so `pulumi up` replaces the Job and migrations run again."""
+template, so `pulumi up` replaces the Job and migrations run again. The Deployment's pod template is
+what the Argo Rollout runs (k8s/base/rollout.yaml): a changed template there is a canary release, which
+the controller walks and judges after `up` has returned (`make rollout-status` waits for its verdict)."""
 
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ APP_IMAGE = "chatwizard"  # the image name the manifests use; kustomize and this
 class WorkloadArgs:
     environment: str
     provider: k8s.Provider
-    image: str  # repository:tag
+    image: str  # repository@sha256:digest (the release pipeline's); repository:tag before its first release
     db_primary_host: pulumi.Output[str]
     db_replica_hosts: list[pulumi.Output[str]]
     db_password: pulumi.Output[str]  # the owner's

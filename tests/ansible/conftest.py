@@ -205,12 +205,12 @@ def ansible_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnsibleLab
         collector = stack.enter_context(log_collector(lab.gateway, free_port()))
         s3 = stack.enter_context(s3_server(lab.gateway, free_port(), work / "moto.log"))
         llm = stack.enter_context(running_fake_llm(FakeLLMConfig(latency_mode="none"), host=lab.gateway))
-        pulumi_tar, agent_tar = vendor_archives(work)
+        pulumi_tar, agent_tar, rollouts_plugin = vendor_archives(work)
         inventory = write_inventory(work, lab, {
             "lab_gateway": lab.gateway, "lab_subnet": lab.cidr, "lab_log_port": collector.server_address[1],
             "lab_wheelhouse": built["tar"], "lab_fakellm_port": llm.root_url.rsplit(":", 1)[1],
             "lab_s3_port": s3.rsplit(":", 1)[1], "lab_db_port": db_port,
-            "lab_pulumi_archive": pulumi_tar, "lab_agent_archive": agent_tar,
+            "lab_pulumi_archive": pulumi_tar, "lab_agent_archive": agent_tar, "lab_rollouts_plugin": rollouts_plugin,
         })
         password = work / "vault-password"
         password.write_text(secrets.token_urlsafe(24))

@@ -195,11 +195,11 @@ def s3_server(host: str, port: int, log: Path) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def vendor_archives(out: Path) -> tuple[Path, Path]:
+def vendor_archives(out: Path) -> tuple[Path, Path, Path]:
     """Stand-ins for the Pulumi CLI and the runner agent release archives, laid out like the real
-    ones (pulumi/pulumi; config.sh + run.sh at the top). The real binaries come from their vendors'
-    download sites, which this machine cannot reach: these check the role's fetch-unpack-register-run
-    path, not the vendors' programs."""
+    ones (pulumi/pulumi; config.sh + run.sh at the top), and for the Argo Rollouts kubectl plugin's
+    single binary. The real ones come from their vendors' download sites, which this machine cannot
+    reach: these check the role's fetch-unpack-register-run path, not the vendors' programs."""
     pulumi = {"pulumi/pulumi": '#!/bin/sh\necho "v3.210.0 (lab stand-in)"\n'}
     agent = {
         "config.sh": '#!/bin/sh\n# Registers like the real agent: writes .runner with the repository URL.\n'
@@ -207,7 +207,10 @@ def vendor_archives(out: Path) -> tuple[Path, Path]:
                      'printf \'{"gitHubUrl": "%s"}\\n\' "$url" > .runner\n',
         "run.sh": '#!/bin/sh\n# Listens for jobs like the real agent (here: waits).\nexec sleep infinity\n',
     }
-    return _tar(out / "pulumi-v3.210.0-linux-x64.tar.gz", pulumi), _tar(out / "actions-runner-linux-x64-2.330.0.tar.gz", agent)
+    plugin = out / "kubectl-argo-rollouts-linux-amd64"
+    plugin.write_text('#!/bin/sh\necho "kubectl-argo-rollouts: v1.9.0 (lab stand-in) $*"\n')
+    return (_tar(out / "pulumi-v3.210.0-linux-x64.tar.gz", pulumi),
+            _tar(out / "actions-runner-linux-x64-2.330.0.tar.gz", agent), plugin)
 
 
 def _tar(path: Path, files: dict[str, str]) -> Path:

@@ -205,6 +205,8 @@ def test_deploy_runner_has_its_tools_and_agent(lab: AnsibleLab):
     assert "v1.37" in host.run(as_runner + "kubectl version --client").stdout
     assert host.run(as_runner + "k6 version").stdout.startswith("k6 v1.1")
     assert "v3.210.0" in host.run(as_runner + "pulumi version").stdout
+    # kubectl runs its Argo Rollouts plugin (`make rollout-status`), from the PATH the runner's jobs get.
+    assert "v1.9.0" in host.run(as_runner + "kubectl argo rollouts version").stdout
     registration = host.file("/opt/actions-runner/.runner")
     assert registration.user == "runner" and "github.com/chatwizard/estate" in registration.content_string
     token = lab.secrets["vault_runner_registration_token"]

@@ -12,6 +12,8 @@ from infra.config import StackConfig
 
 from .conftest import ROOT, run_stack
 
+DIGEST = "0123456789abcdef" * 4
+
 
 @pytest.mark.parametrize(
     ("change", "message"),
@@ -46,6 +48,20 @@ from .conftest import ROOT, run_stack
              "--set", "chatwizard:fieldKeyRetentionDays=34"],
             "fieldKeyRetentionDays must be at least 37",
         ),
+        *(
+            (["--set", f"chatwizard:appImageDigest={image}"], "chatwizard:appImageDigest: String should match")
+            for image in (
+                "ghcr.io/chatwizard/chatwizard:0.4.0",  # a tag, not a digest
+                f"sha256:{DIGEST}",  # no repository
+                f"ghcr.io/chatwizard/chatwizard@sha256:{DIGEST[:63]}",
+                f"ghcr.io/chatwizard/chatwizard@sha256:{DIGEST.upper()}",
+                f"ghcr.io/chatwizard/chatwizard@sha512:{DIGEST}",
+            )
+        ),
+        (
+            ["--set", f"chatwizard:appImageDigest=docker.io/someone/chatwizard@sha256:{DIGEST}"],
+            "appImageDigest must name an image in appImageRepository",
+        ),
     ],
 )
 def test_bad_config_names_the_key(change: list[str], message: str):
@@ -67,5 +83,6 @@ def test_every_stack_key_is_known_and_documented(stack: str):
     ours = {k.removeprefix("chatwizard:") for k in keys if k.startswith("chatwizard:")}
     model = {field.alias for field in StackConfig.model_fields.values()}
     assert ours <= model
-    assert model - ours <= {"sentryDsn", "probeApiKey"}  # optional keys a stack may leave out
+    # Optional keys a stack may leave out; the release pipeline passes appImageDigest on each deploy.
+    assert model - ours <= {"sentryDsn", "probeApiKey", "appImageDigest"}
     assert (model | {k for k in keys if not k.startswith("chatwizard:")}) <= documented_keys()

@@ -7,6 +7,7 @@ shows each one failing."""
 from __future__ import annotations
 
 import json
+import re
 from ipaddress import ip_network
 from urllib.parse import parse_qs, urlparse
 
@@ -22,6 +23,12 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 CRD_GROUP = "monitoring.coreos.com"  # defined by kube-prometheus-stack
+# Each custom resource group the program uses: the chart whose release installs its CRDs, and the kinds
+# the estate declares of it.
+CRD_CHARTS = {
+    CRD_GROUP: ("kube-prometheus-stack", {"PodMonitor", "PrometheusRule", "Probe"}),
+    "argoproj.io": ("argo-rollouts", {"Rollout", "AnalysisTemplate"}),
+}
 EBS_PROVISIONER = "ebs.csi.aws.com"
 
 
@@ -206,12 +213,14 @@ def test_the_private_api_is_reachable_from_inside_the_vpc(stack: Stack):
     assert any(vpc.subnet_of(cidr) for cidr in admitted), "nothing in the VPC (the deploy runner) reaches the API"
 
 
-def test_custom_resources_wait_for_the_chart_that_defines_them(stack: Stack):
-    prometheus = release(stack, "kube-prometheus-stack")["urn"]
-    custom = [r for r in stack.resources if r["type"].startswith(f"kubernetes:{CRD_GROUP}/")]
-    assert {r["type"].rsplit(":", 1)[1] for r in custom} >= {"ServiceMonitor", "PrometheusRule", "Probe"}
+@pytest.mark.parametrize("group", CRD_CHARTS)
+def test_custom_resources_wait_for_the_chart_that_defines_them(stack: Stack, group: str):
+    chart, kinds = CRD_CHARTS[group]
+    defining = release(stack, chart)["urn"]
+    custom = [r for r in stack.resources if r["type"].startswith(f"kubernetes:{group}/")]
+    assert {r["type"].rsplit(":", 1)[1] for r in custom} >= kinds
     for resource in custom:
-        assert prometheus in waits_for(stack, resource), f"{resource['urn']} may be created before its CRD"
+        assert defining in waits_for(stack, resource), f"{resource['urn']} may be created before its CRD"
 
 
 def test_ingresses_wait_for_the_ingress_controller(stack: Stack):
@@ -396,3 +405,66 @@ def test_overlays_are_generated_from_the_facts(stack: Stack):
         assert path.read_text() == text, f"{path} is stale: run python -m infra.facts"
     ingress = stack.inputs("kubernetes:networking.k8s.io/v1:Ingress")
     assert ingress["spec"]["rules"][0]["host"] == environment(stack).api_hostname
+
+
+# --- 10. The canary release: its controller, its analysis and the series it reads fit together -------
+
+HASH_LABEL = "rollouts-pod-template-hash"  # what Argo Rollouts puts on each pod template's pods
+# Which prometheusSpec switch lets Prometheus pick up each kind without the chart's release label.
+SELECTOR_SWITCH = {"ServiceMonitor": "serviceMonitor", "PodMonitor": "podMonitor", "PrometheusRule": "rule",
+                   "Probe": "probe"}
+
+
+def analysis(stack: Stack) -> dict:
+    rollout = k8s_object(stack, "Rollout", "chatwizard")["inputs"]["spec"]
+    (template,) = rollout["strategy"]["canary"]["analysis"]["templates"]
+    return k8s_object(stack, "AnalysisTemplate", template["templateName"])["inputs"]["spec"]
+
+
+def test_the_analysis_queries_the_prometheus_the_program_installs(stack: Stack):
+    """kube-prometheus-stack names Prometheus's Service `<release>-prometheus`, in the release's namespace,
+    on port 9090 (the chart's prometheus.service.port)."""
+    chart = release(stack, "kube-prometheus-stack")["inputs"]
+    installed = f"http://{chart['name']}-prometheus.{chart['namespace']}.svc:9090"
+    args = {arg["name"]: arg.get("value") for arg in analysis(stack)["args"]}
+    assert args["prometheus-address"] == installed
+    adapter = release(stack, "prometheus-adapter")["inputs"]["values"]["prometheus"]
+    assert f"{adapter['url']}:{int(adapter['port'])}" == installed  # numbers cross Pulumi's wire as floats
+
+
+def test_prometheus_scrapes_each_pod_with_the_label_the_analysis_compares(stack: Stack):
+    """Through a Service, stable and canary pods look alike; a PodMonitor copies the pod's template hash
+    onto its series (as a sanitised label name: the Prometheus Operator's podTargetLabels), which is what
+    the analysis filters on. Prometheus must select the app's monitors without the chart's label."""
+    prometheus = release(stack, "kube-prometheus-stack")["inputs"]["values"]["prometheus"]["prometheusSpec"]
+    kinds = {r["type"].rsplit(":", 1)[1] for r in stack.resources if r["type"].startswith(f"kubernetes:{CRD_GROUP}/")}
+    for kind in kinds:
+        assert prometheus[f"{SELECTOR_SWITCH[kind]}SelectorNilUsesHelmValues"] is False, kind
+    assert "ServiceMonitor" not in kinds, "a ServiceMonitor on the app's Services would scrape its pods twice"
+    monitor = k8s_object(stack, "PodMonitor", "chatwizard")["inputs"]["spec"]
+    pods = k8s_object(stack, "Deployment", "chatwizard")["inputs"]["spec"]["template"]["metadata"]["labels"]
+    assert monitor["selector"]["matchLabels"].items() <= pods.items() and HASH_LABEL in monitor["podTargetLabels"]
+    series_label = re.sub(r"[^a-zA-Z0-9_]", "_", HASH_LABEL)
+    for metric in analysis(stack)["metrics"]:
+        assert f'{series_label}="{{{{args.canary-hash}}}}"' in metric["provider"]["prometheus"]["query"], metric["name"]
+
+
+def admitted(stack: Stack, namespace: str, direction: str, peer_namespace: str, port: int) -> bool:
+    """Whether the NetworkPolicies in ``namespace`` let traffic on ``port`` in from (``ingress``) or out to
+    (``egress``) ``peer_namespace``: true when no policy there restricts that direction."""
+    specs = [p["inputs"]["spec"] for p in stack.of_type(NETWORK_POLICY) if p["inputs"]["metadata"]["namespace"] == namespace]
+    restricting = [s for s in specs if direction.capitalize() in s["policyTypes"]]
+    peers = "from" if direction == "ingress" else "to"
+    return not restricting or any(
+        peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == peer_namespace
+        and any(p["port"] == port for p in rule.get("ports", []))
+        for spec in restricting for rule in spec.get(direction, []) for peer in rule.get(peers, [])
+    )
+
+
+def test_the_rollouts_controller_reaches_prometheus(stack: Stack):
+    """The controller runs the analysis: it queries Prometheus from its own namespace."""
+    controller = release(stack, "argo-rollouts")["inputs"]["namespace"]
+    prometheus = release(stack, "kube-prometheus-stack")["inputs"]["namespace"]
+    assert admitted(stack, controller, "egress", prometheus, 9090)
+    assert admitted(stack, prometheus, "ingress", controller, 9090)

@@ -13,7 +13,7 @@ from infra.policy.policies import policies
 from infra.ports import PGBOUNCER_PORT
 from monitoring.generate import prometheus_rule
 
-from .conftest import ROOT, Stack
+from .conftest import ROOT, Stack, declared
 
 RDS = "aws:rds/instance:Instance"
 REDIS = "aws:elasticache/replicationGroup:ReplicationGroup"
@@ -152,18 +152,30 @@ def test_cluster_private_and_encrypted(stack: Stack):
     assert cluster["encryptionConfig"]["resources"] == ["secrets"]
     releases = {r["inputs"]["name"] for r in stack.of_type("kubernetes:helm.sh/v3:Release")}
     assert {"metrics-server", "cluster-autoscaler", "kube-prometheus-stack", "ingress-nginx",
-            "aws-load-balancer-controller", "prometheus-adapter"} <= releases
+            "aws-load-balancer-controller", "prometheus-adapter", "argo-rollouts"} <= releases
+
+
+def app_images(stack: Stack) -> set[str]:
+    """The images of the app's pods: the Rollout's template (the Deployment's), migrations, retention."""
+    pods = [
+        r["inputs"]["spec"]["template"]["spec"] for r in stack.of_type("kubernetes:apps/v1:Deployment")
+        if r["inputs"]["metadata"]["name"] == "chatwizard"
+    ] + [stack.inputs("kubernetes:batch/v1:Job")["spec"]["template"]["spec"]] + [
+        stack.inputs("kubernetes:batch/v1:CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    ]
+    assert all("initContainers" not in pod for pod in pods)
+    return {c["image"] for pod in pods for c in pod["containers"]}
+
+
+def test_the_release_pipelines_digest_is_the_image_that_runs():
+    image = f"ghcr.io/chatwizard/chatwizard@sha256:{'0123456789abcdef' * 4}"
+    stack = declared("production", "--set", f"chatwizard:appImageDigest={image}")
+    assert app_images(stack) == {image} == {stack.outputs["app_image"]}
 
 
 def test_workload_comes_from_k8s_with_the_configured_image(stack: Stack):
-    deployments = {
-        d["inputs"]["metadata"]["name"]: d["inputs"] for d in stack.of_type("kubernetes:apps/v1:Deployment")
-    }
-    app = deployments["chatwizard"]["spec"]["template"]["spec"]
     image = f"{stack_file(stack)['appImageRepository']}:{stack_file(stack)['appImageTag']}"
-    assert {c["image"] for c in app["containers"]} == {image} and "initContainers" not in app
-    job = stack.inputs("kubernetes:batch/v1:Job")["spec"]["template"]["spec"]
-    assert {c["image"] for c in job["containers"]} == {image}
+    assert app_images(stack) == {image}  # before the pipeline's first release: the tag
     assert stack.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
     config = next(
         c["inputs"]

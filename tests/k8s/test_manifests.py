@@ -161,3 +161,56 @@ def test_third_party_images_are_pinned_by_digest(manifests):
     app = {i for i in images if i.split("@")[0].split(":")[0].endswith("/chatwizard")}
     assert app and all("@sha256:" in image for image in images - app), images - app
 
+
+
+# --- the canary release (Argo Rollouts) --------------------------------------------------------------
+
+HASH_LABEL = "rollouts-pod-template-hash"
+
+
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels, matchExpressions with In) applied to ``labels``."""
+    expressions = selector.get("matchExpressions", [])
+    assert all(e["operator"] == "In" for e in expressions)
+    return selector.get("matchLabels", {}).items() <= labels.items() and all(
+        labels.get(e["key"]) in e["values"] for e in expressions
+    )
+
+
+def test_the_rollout_runs_the_app_and_names_what_exists(manifests):
+    rollout = manifests[("Rollout", "chatwizard")]["spec"]
+    canary = rollout["strategy"]["canary"]
+    ref = rollout["workloadRef"]
+    deployment = manifests[(ref["kind"], ref["name"])]
+    # Argo Rollouts' documented way to reference a Deployment: the Deployment at zero replicas, the Rollout
+    # runs the pods; the HPA scales the Rollout, and neither puts a count back over the autoscaler's.
+    assert deployment["spec"]["replicas"] == 0 and "replicas" not in rollout
+    hpa = manifests[("HorizontalPodAutoscaler", "chatwizard")]["spec"]["scaleTargetRef"]
+    assert hpa == {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "chatwizard"}
+    assert ("Service", canary["stableService"]) in manifests and ("Service", canary["canaryService"]) in manifests
+    ingress = manifests[("Ingress", canary["trafficRouting"]["nginx"]["stableIngress"])]
+    backends = {path["backend"]["service"]["name"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]}
+    assert backends == {canary["stableService"]}  # Argo's nginx routing copies this Ingress for the canary
+    given = {arg["name"] for arg in canary["analysis"]["args"]}
+    for template in canary["analysis"]["templates"]:
+        spec = manifests[("AnalysisTemplate", template["templateName"])]["spec"]
+        assert {arg["name"] for arg in spec["args"] if "value" not in arg} <= given
+
+
+def test_canary_pods_are_treated_like_stable_ones(manifests):
+    """The Rollout's pods are the Deployment's template plus Argo's hash label: the Services, the PDB,
+    the PodMonitor and the NetworkPolicies select them, and the monitor keeps the hash for the analysis."""
+    template = manifests[("Deployment", "chatwizard")]["spec"]["template"]["metadata"]["labels"]
+    pods = {**template, HASH_LABEL: "6d4b9c7f8"}
+    for kind, name in (("Service", "chatwizard"), ("Service", "chatwizard-canary")):
+        assert selects({"matchLabels": manifests[(kind, name)]["spec"]["selector"]}, pods), name
+    for kind, name in (("PodDisruptionBudget", "chatwizard"), ("PodMonitor", "chatwizard")):
+        assert selects(manifests[(kind, name)]["spec"]["selector"], pods), name
+    assert HASH_LABEL in manifests[("PodMonitor", "chatwizard")]["spec"]["podTargetLabels"]
+    app = manifests[("NetworkPolicy", "chatwizard-app")]["spec"]
+    assert selects(app["podSelector"], pods)
+    pgbouncer = manifests[("NetworkPolicy", "pgbouncer")]["spec"]["ingress"]
+    assert any(selects(peer["podSelector"], pods) for rule in pgbouncer for peer in rule["from"])
+    ports = {p["name"] for c in manifests[("Deployment", "chatwizard")]["spec"]["template"]["spec"]["containers"]
+             for p in c["ports"]}
+    assert {e["port"] for e in manifests[("PodMonitor", "chatwizard")]["spec"]["podMetricsEndpoints"]} <= ports

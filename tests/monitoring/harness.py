@@ -15,7 +15,7 @@ from chatwizard.estate.monitoring import MONITORING, Webhook, alertmanager_confi
 from chatwizard.estate.processes import wait_ready
 from tests.conftest import free_port
 
-# infra/components/monitoring.py (global) and k8s/base/servicemonitor.yaml (the app); rule groups
+# infra/components/monitoring.py (global) and k8s/base/podmonitor.yaml (the app); rule groups
 # carry their own intervals (monitoring/generate.py).
 PRODUCTION_INTERVAL = "10s"
 APP_SCRAPE_INTERVAL = "5s"

@@ -2,7 +2,7 @@
 
 This stands in for the Argo Rollouts controller, which needs a cluster: haproxy splits real traffic
 between the stable app and the candidate by weight (the Rollout's `setWeight` steps), Prometheus scrapes
-both with the label the ServiceMonitor gives pods (`rollouts_pod_template_hash`), and the metrics of
+both with the label the PodMonitor gives pods (`rollouts_pod_template_hash`), and the metrics of
 k8s/base/analysis-template.yaml are measured with their own query, interval, initial delay, success
 condition and limits, as an AnalysisRun does. A failed (or errored) analysis aborts: the candidate's
 weight goes to 0 at once, which is what Argo's abort does to the canary's traffic.
