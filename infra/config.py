@@ -54,6 +54,9 @@ class StackConfig(BaseModel):
     cluster_version: str = Field(pattern=r"^1\.\d+$")
     cluster_public_access_cidrs: list[IPv4Network] = []
     cluster_admin_role_arns: list[Annotated[str, Field(pattern=r"^arn:aws:iam::\d{12}:role/.+$")]] = []
+    # The deploy runner (components/runner.py): its size, and the first Ansible run's admin keys
+    deploy_runner_instance_type: str = Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+    deploy_runner_ssh_keys: list[Annotated[str, Field(pattern=r"^ssh-(ed25519|rsa) ")]] = []
     node_instance_types: list[str] = Field(min_length=1)
     node_min_size: PositiveInt
     node_desired_size: PositiveInt

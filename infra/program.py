@@ -14,12 +14,15 @@ from infra.components.logging import Logging, LoggingArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.notifications import Notifications, NotificationsArgs
+from infra.components.runner import DeployRunner, DeployRunnerArgs
 from infra.components.workload import APP_LOGIN, Workload, WorkloadArgs
 from infra.config import StackConfig
 from infra.facts import load as load_facts
 
 # Created by the cluster's ingress-nginx add-on, in the namespace the NetworkPolicies admit.
 INGRESS_SERVICE = f"{load_facts().namespaces['ingress']}/ingress-nginx-controller"
+# The deploy runner runs `pulumi up` of the whole estate, which creates IAM roles, VPCs and clusters.
+RUNNER_POLICIES = ["arn:aws:iam::aws:policy/AdministratorAccess"]
 
 
 def build(config: StackConfig) -> None:
@@ -45,6 +48,18 @@ def build(config: StackConfig) -> None:
             email=str(config.alert_email), monthly_budget_usd=config.monthly_budget_usd, tags=tags
         ),
     )
+    runner = DeployRunner(
+        name,
+        DeployRunnerArgs(
+            subnet_id=network.private_subnet_ids[0],
+            vpc_id=network.vpc.id,
+            region=region,
+            instance_type=config.deploy_runner_instance_type,
+            deploy_policy_arns=RUNNER_POLICIES,
+            admin_ssh_keys=config.deploy_runner_ssh_keys,
+            tags=tags,
+        ),
+    )
     cluster = Cluster(
         name,
         ClusterArgs(
@@ -55,7 +70,7 @@ def build(config: StackConfig) -> None:
             api_security_group_id=network.api_security_group.id,
             edge_security_group_id=network.edge_security_group.id,
             public_access_cidrs=config.cluster_public_access_cidrs,
-            admin_role_arns=config.cluster_admin_role_arns,
+            admin_role_arns=[*config.cluster_admin_role_arns, runner.role.arn],
             instance_types=config.node_instance_types,
             min_size=config.node_min_size,
             desired_size=config.node_desired_size,
@@ -183,3 +198,6 @@ def build(config: StackConfig) -> None:
     pulumi.export("backup_bucket", backups.bucket.bucket)
     pulumi.export("cluster_name", cluster.cluster.name)
     pulumi.export("app_image", config.app_image)  # what runs: pass it back to keep it (docs/deploy.md)
+    # ansible/pulumi_inventory.py: group -> private addresses, the inventory of the hosts outside Kubernetes.
+    pulumi.export("ansibleInventory", {"deploy_runner": [runner.instance.private_ip]})
+    pulumi.export("deployRunnerInstanceId", runner.instance.id)  # SSH over SSM targets the instance

@@ -61,7 +61,8 @@ class ClusterArgs:
     api_security_group_id: pulumi.Output[str]  # on the control plane: who reaches the private API
     edge_security_group_id: pulumi.Output[str]  # on the load balancer: Cloudflare only
     public_access_cidrs: list[IPv4Network]
-    admin_role_arns: list[str]  # besides the identity that creates the cluster: e.g. the deploy runner's role
+    # Besides the identity that creates the cluster: the deploy runner's role, operators' roles.
+    admin_role_arns: list[pulumi.Input[str]]
     instance_types: list[str]
     min_size: int
     desired_size: int
@@ -179,7 +180,7 @@ class Cluster(pulumi.ComponentResource):
         self.rollouts_release = self.releases[ROLLOUTS]
         self.register_outputs({"cluster_name": self.cluster.name, "endpoint": self.cluster.endpoint})
 
-    def _admins(self, name: str, role_arns: list[str]) -> None:
+    def _admins(self, name: str, role_arns: list[pulumi.Input[str]]) -> None:
         """Cluster-admin access entries. With authentication mode API only access entries grant access,
         and only the creating identity gets one by itself
         (https://docs.aws.amazon.com/eks/latest/userguide/access-entries.html)."""

@@ -18,6 +18,7 @@ import json
 import sys
 from collections import defaultdict
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def plan(parts: int) -> tuple[str, list[str]]:
     """The execution-segment sequence for `parts` equal parts, and each part's segment."""
     bounds = [Fraction(i, parts) for i in range(parts + 1)]
     text = [str(b) for b in bounds]
-    return ",".join(text), [f"{a}:{b}" for a, b in zip(text, text[1:], strict=False)]
+    return ",".join(text), [f"{a}:{b}" for a, b in pairwise(text)]
 
 
 def k6_args(segment: str, sequence: str, summary: str, points: str) -> list[str]:
@@ -49,7 +50,8 @@ def read_points(path: Path) -> dict[str, list[float]]:
 
 def trend(values: list[float]) -> dict[str, float]:
     a = np.asarray(values)
-    stats = {"avg": float(a.mean()), "min": float(a.min()), "med": float(np.percentile(a, 50)), "max": float(a.max())}
+    stats = {"avg": float(a.mean()), "min": float(a.min()), "med": float(np.percentile(a, 50)),
+             "max": float(a.max())}
     for q in (90, 95, 99):
         stats[f"p({q})"] = float(np.percentile(a, q))
     return stats
@@ -59,7 +61,8 @@ def merge(summaries: list[dict], points: list[dict[str, list[float]]]) -> dict:
     """Summaries and raw points of the parts of one run -> one summary of the whole run."""
     names = {name for s in summaries for name in s["metrics"]}
     # The parts run side by side: the run lasted as long as the longest part.
-    durations = [m["count"] / m["rate"] for s in summaries if (m := s["metrics"].get("iterations")) and m["rate"]]
+    durations = [m["count"] / m["rate"] for s in summaries
+                 if (m := s["metrics"].get("iterations")) and m["rate"]]
     duration = max(durations, default=0.0)
     merged: dict[str, dict] = {}
     for name in sorted(names):
@@ -70,7 +73,8 @@ def merge(summaries: list[dict], points: list[dict[str, list[float]]]) -> dict:
             merged[name] = {"count": count, "rate": count / duration if duration else 0.0}
         elif "passes" in first:  # rate
             passes, fails = sum(p["passes"] for p in parts), sum(p["fails"] for p in parts)
-            merged[name] = {"passes": passes, "fails": fails, "value": passes / (passes + fails) if passes + fails else 0}
+            total = passes + fails
+            merged[name] = {"passes": passes, "fails": fails, "value": passes / total if total else 0}
         elif "avg" in first:  # trend: from every part's raw points
             values = [v for part in points for v in part.get(name, [])]
             merged[name] = trend(values) if values else dict(first)

@@ -28,7 +28,7 @@ from chatwizard.core.crypto import new_key_entry
 from chatwizard.estate.ports import free_port
 from fakellm.config import FakeLLMConfig
 from fakellm.testing import RunningFakeLLM, running_fake_llm
-from tests.ansible.lab import CACHE_DIR, Lab, running_lab
+from tests.ansible.lab import CACHE_DIR, Host, Lab, running_lab
 from tests.ansible.standins import (
     CA,
     DB_NAME,
@@ -42,9 +42,10 @@ from tests.ansible.standins import (
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = ROOT / "ansible"
 BIN = Path(sys.executable).parent
-GROUPS = {"launch": ["launch-1"], "loadgen": ["loadgen-1", "loadgen-2"], "runner": ["runner-1"]}
+GROUPS = {"launch": ["launch-1"], "loadgen": ["loadgen-1", "loadgen-2"], "deploy_runner": ["deploy-runner-1"]}
 PLAYBOOKS = {group: f"playbooks/{group}.yml" for group in GROUPS}
 BUCKET = "chatwizard-lab-backups"  # inventories/local/group_vars/launch/vars.yml
+K6_WORK = "/opt/k6/work"  # the k6 user's folder on a load generator (roles/k6)
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -204,13 +205,14 @@ def ansible_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnsibleLab
         stack.callback(db.stop)
         collector = stack.enter_context(log_collector(lab.gateway, free_port()))
         s3 = stack.enter_context(s3_server(lab.gateway, free_port(), work / "moto.log"))
-        llm = stack.enter_context(running_fake_llm(FakeLLMConfig(latency_mode="none"), host=lab.gateway))
-        pulumi_tar, agent_tar, rollouts_plugin = vendor_archives(work)
+        # At its realistic defaults (as in loadtest/): the launch load test measures answers with LLM latency.
+        llm = stack.enter_context(running_fake_llm(FakeLLMConfig(), host=lab.gateway))
+        pulumi_tar, agent_tar, rollouts = vendor_archives(work)
         inventory = write_inventory(work, lab, {
             "lab_gateway": lab.gateway, "lab_subnet": lab.cidr, "lab_log_port": collector.server_address[1],
             "lab_wheelhouse": built["tar"], "lab_fakellm_port": llm.root_url.rsplit(":", 1)[1],
             "lab_s3_port": s3.rsplit(":", 1)[1], "lab_db_port": db_port,
-            "lab_pulumi_archive": pulumi_tar, "lab_agent_archive": agent_tar, "lab_rollouts_plugin": rollouts_plugin,
+            "lab_pulumi_archive": pulumi_tar, "lab_agent_archive": agent_tar, "lab_rollouts_plugin": rollouts,
         })
         password = work / "vault-password"
         password.write_text(secrets.token_urlsafe(24))
@@ -224,3 +226,31 @@ def ansible_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnsibleLab
                     converge_.output += failed_units(lab)
                 break  # the tests report which play failed; a second round would hide it
         yield alab
+
+
+@pytest.fixture(scope="session")
+def traffic(ansible_lab: AnsibleLab) -> dict[str, str]:
+    lab = ansible_lab
+    assert not any(c.returncode for c in lab.converges[0]), "the first converge failed (test_hosts says why)"
+    launch = lab.host("launch-1")
+    as_app = ["systemd-run", "--quiet", "--pipe", "--wait", "--uid=chatwizard",
+              "-p", "EnvironmentFile=/etc/chatwizard/chatwizard.env", "/opt/chatwizard/venv/bin/chatwizard"]
+    launch.nsenter(*as_app, "seed")  # the sample catalogue (production ingests from YouTube)
+    admin = launch.nsenter(*as_app, "keys", "create", "--email", "lab-admin@example.com", "--tier", "admin",
+                           "--name", "k6").stdout.strip().splitlines()[-1]
+    for name in ("loadgen-1", "loadgen-2"):
+        lab.host(name).nsenter("tee", f"{K6_WORK}/lab-ca.pem", input=lab.ca.pem)
+    return {"BASE_URL": f"https://{lab.address('launch-1')}", "ADMIN_KEY": admin, "SSL_CERT_FILE": f"{K6_WORK}/lab-ca.pem",
+            "K6_NO_USAGE_REPORT": "true", "THINK_SCALE": "0.05"}
+
+
+def k6(host: Host, env: dict[str, str], *args: str, script: str = "smoke") -> subprocess.CompletedProcess[str]:
+    """k6 on a load generator, as its k6 user, against the launch VM's edge."""
+    return host.nsenter("runuser", "-u", "k6", "--", "env", *(f"{k}={v}" for k, v in env.items()),
+                        "/usr/local/bin/k6", "run", "--quiet", "--no-color", *args, f"/opt/k6/scenarios/{script}.js", check=False)
+
+
+def fetch(host: Host, path: str, local: Path) -> Path:
+    local.write_bytes(subprocess.run(["nsenter", "-t", str(host.pid), "-a", "-r", "cat", path],
+                                     check=True, capture_output=True).stdout)
+    return local

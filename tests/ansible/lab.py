@@ -224,10 +224,11 @@ class Lab:
             f"{self._address(i)} {name}\n" for i, name in enumerate(names))
         if gateway_names:
             etc_hosts += f"{self.gateway} {' '.join(gateway_names)}\n"
+        # One after another: the hosts' systemd share the machine's cgroup v1 hierarchies, where two
+        # hosts starting a unit of the same name at once can remove each other's cgroup (status 219).
         for i, name in enumerate(names):
             self.hosts.append(self._boot(name, i, base, etc_hosts))
-        for host in self.hosts:
-            self._wait_up(host)
+            self._wait_up(self.hosts[-1])
 
     def _address(self, index: int) -> str:
         return f"{SUBNET_BASE}.{self.subnet}.{11 + index}"

@@ -196,19 +196,21 @@ def s3_server(host: str, port: int, log: Path) -> Iterator[str]:
 
 
 def vendor_archives(out: Path) -> tuple[Path, Path, Path]:
-    """Stand-ins for the Pulumi CLI and the runner agent release archives, laid out like the real
-    ones (pulumi/pulumi; config.sh + run.sh at the top), and for the Argo Rollouts kubectl plugin's
-    single binary. The real ones come from their vendors' download sites, which this machine cannot
-    reach: these check the role's fetch-unpack-register-run path, not the vendors' programs."""
+    """Stand-ins for the Pulumi CLI and runner agent release archives and the Argo Rollouts kubectl
+    plugin, laid out like the real ones (pulumi/pulumi; config.sh + run.sh at the top; one binary).
+    The real ones come from their vendors' download sites, which this machine cannot reach: these
+    check the role's fetch-unpack-register-run path and kubectl's plugin lookup, not the vendors'
+    programs. The agent's config.sh records the URL and labels it registers with in .runner."""
     pulumi = {"pulumi/pulumi": '#!/bin/sh\necho "v3.210.0 (lab stand-in)"\n'}
     agent = {
-        "config.sh": '#!/bin/sh\n# Registers like the real agent: writes .runner with the repository URL.\n'
-                     'while [ $# -gt 0 ]; do case $1 in --url) url=$2; shift;; esac; shift; done\n'
-                     'printf \'{"gitHubUrl": "%s"}\\n\' "$url" > .runner\n',
+        "config.sh": '#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in --url) url=$2; shift;;'
+                     ' --labels) labels=$2; shift;; esac; shift; done\n'
+                     'printf \'{"gitHubUrl": "%s", "labels": "%s"}\\n\' "$url" "$labels" > .runner\n',
         "run.sh": '#!/bin/sh\n# Listens for jobs like the real agent (here: waits).\nexec sleep infinity\n',
     }
-    plugin = out / "kubectl-argo-rollouts-linux-amd64"
-    plugin.write_text('#!/bin/sh\necho "kubectl-argo-rollouts: v1.9.0 (lab stand-in) $*"\n')
+    plugin = out / "kubectl-argo-rollouts"
+    plugin.write_text('#!/bin/sh\necho "kubectl-argo-rollouts: v1.8.3+lab (stand-in) $*"\n')
+    plugin.chmod(0o755)
     return (_tar(out / "pulumi-v3.210.0-linux-x64.tar.gz", pulumi),
             _tar(out / "actions-runner-linux-x64-2.330.0.tar.gz", agent), plugin)
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jinja2
 import pytest
 import yaml
 
@@ -17,7 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = ROOT / "ansible"
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg")}
-VAULT_REF = re.compile(r"^\{\{ vault_\w+ \}\}$")
+TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.S)
+
+
+def from_the_vault(value: str) -> bool:
+    """The value is built from a vault_ variable (filters and the URL around it allowed)."""
+    return any(re.match(r"\s*vault_\w+", t) for t in TEMPLATE.findall(value))
 
 
 def test_ansible_lint_is_clean(tmp_path: Path):
@@ -47,10 +53,19 @@ def secret_options() -> set[str]:
     return names
 
 
+def secret_leaves(value: object) -> list[str]:
+    """The secret strings of an option's value: itself, or its entries' passwords (pgbouncer_users)."""
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in secret_leaves(item)]
+    if isinstance(value, dict):
+        return [value["password"]] if "password" in value else ["(a mapping without a password)"]
+    return [value] if isinstance(value, str) else [repr(value)]
+
+
 @pytest.mark.parametrize("environment", ["staging", "production", "local"])
 def test_secrets_come_only_from_the_vault(environment: str):
     secret = secret_options()
-    assert {"chatwizard_db_password", "edge_tls_key", "deploy_runner_registration_token"} <= secret
+    assert {"chatwizard_app_db_password", "edge_tls_key", "deploy_runner_registration_token"} <= secret
     found = {}
     for path in (ANSIBLE_DIR / "inventories" / environment / "group_vars").rglob("*.yml"):
         text = path.read_text()
@@ -58,7 +73,7 @@ def test_secrets_come_only_from_the_vault(environment: str):
         for name, value in (yaml.safe_load(text) or {}).items():
             if name in secret:
                 found[name] = value
-                assert isinstance(value, str) and VAULT_REF.match(value), f"{path}: {name} is not a vault_ reference"
+                assert all(from_the_vault(v) for v in secret_leaves(value)), f"{path}: {name} is not from the vault"
     assert found, "no secret is set at all"
     # No vault file is committed in plaintext (operators create them with ansible-vault).
     for vault in (ANSIBLE_DIR / "inventories").rglob("vault*.yml"):
@@ -75,7 +90,7 @@ def test_readme_lists_every_vault_variable():
 
 def test_staging_inventory_comes_from_the_stack_outputs(tmp_path: Path):
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps({"ansibleInventory": {"runner": ["10.0.1.10"], "launch": ["10.0.2.20"],
+    outputs.write_text(json.dumps({"ansibleInventory": {"deploy_runner": ["10.0.1.10"], "launch": ["10.0.2.20"],
                                                         "loadgen": ["10.0.3.30", "10.0.3.31"]}}))
     result = subprocess.run([str(BIN / "ansible-inventory"), "-i", "inventories/staging", "--list"],
                             cwd=ANSIBLE_DIR, env={**ENV, "PULUMI_OUTPUTS_FILE": str(outputs),
@@ -85,7 +100,7 @@ def test_staging_inventory_comes_from_the_stack_outputs(tmp_path: Path):
     inventory = json.loads(result.stdout)
     assert inventory["loadgen"]["hosts"] == ["loadgen-1", "loadgen-2"]
     hostvars = inventory["_meta"]["hostvars"]
-    assert hostvars["runner-1"]["ansible_host"] == "10.0.1.10"
+    assert hostvars["deploy-runner-1"]["ansible_host"] == "10.0.1.10"
     assert hostvars["launch-1"]["deploy_environment"] == "staging"  # group_vars of the folder apply
 
 
@@ -95,3 +110,23 @@ def test_inventory_without_the_output_says_what_is_missing(tmp_path: Path):
     result = subprocess.run([sys.executable, str(ANSIBLE_DIR / "inventories" / "production" / "hosts.py"), "--list"],
                             env={**ENV, "PULUMI_OUTPUTS_FILE": str(outputs)}, capture_output=True, text=True)
     assert result.returncode != 0 and "ansibleInventory" in result.stderr
+
+
+def role_defaults(role: str) -> dict:
+    return yaml.safe_load((ANSIBLE_DIR / "roles" / role / "defaults" / "main.yml").read_text())
+
+
+def deploy_jobs() -> dict[str, set[str]]:
+    """environment -> the runner labels its job in the release workflow asks for."""
+    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())["jobs"]
+    return {job["environment"]: set(job["runs-on"]) for job in jobs.values() if "environment" in job}
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_the_runner_registers_with_the_labels_the_release_jobs_ask_for(environment: str):
+    group_vars = ANSIBLE_DIR / "inventories" / environment / "group_vars"
+    variables = {**yaml.safe_load((group_vars / "all" / "vars.yml").read_text()),
+                 **yaml.safe_load((group_vars / "deploy_runner" / "vars.yml").read_text())}
+    labels = variables.get("deploy_runner_labels", role_defaults("deploy_runner")["deploy_runner_labels"])
+    registered = {jinja2.Template(label).render(variables) for label in labels}
+    assert {"self-hosted", *registered} == deploy_jobs()[environment]  # GitHub adds self-hosted itself

@@ -3,6 +3,7 @@ with testinfra over SSH (as on-call would log in) and with real clients from the
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
@@ -22,7 +23,7 @@ SERVICES = {
                "prometheus-alertmanager", "prometheus-node-exporter", "prometheus-redis-exporter",
                "prometheus-postgres-exporter", "prometheus-blackbox-exporter", "chatwizard-backup.timer"],
     "loadgen": ["ssh", "nftables", "rsyslog"],
-    "runner": ["ssh", "nftables", "rsyslog", "actions-runner"],
+    "deploy_runner": ["ssh", "nftables", "rsyslog", "actions-runner"],
 }
 # Who each long-running service runs as: never root.
 SERVICE_USERS = {"chatwizard": "chatwizard", "redis-server": "redis", "pgbouncer": "postgres",
@@ -76,7 +77,7 @@ def test_services_run_as_their_own_unprivileged_users(lab: AnsibleLab):
         if unit == "nginx":  # the master binds 443 as root, the workers serve
             owners.discard("root")
         assert owners == {user}, (unit, owners)
-    runner = infra(lab, "runner-1")
+    runner = infra(lab, "deploy-runner-1")
     pid = runner.run("systemctl show -p MainPID --value actions-runner").stdout.strip()
     assert runner.run(f"ps -o user= -p {pid}").stdout.strip() == "runner"
 
@@ -108,10 +109,11 @@ def connects(address: str, port: int) -> bool:
 def test_firewall_drops_everything_not_opened(lab: AnsibleLab):
     launch = lab.host("launch-1")
     # Something listening on all addresses that no rule opens: the firewall must hide it.
-    server = subprocess.Popen(["nsenter", "-t", str(launch.pid), "-a", "python3", "-m", "http.server",
-                               "8081", "--bind", "0.0.0.0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(["nsenter", "-t", str(launch.pid), "-a", "-r", "-w", "/usr/bin/python3", "-m",
+                               "http.server", "8081", "--bind", "0.0.0.0"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert launch.nsenter("sh", "-c", "for i in $(seq 50); do ss -Hltn | grep -q :8081 && exit 0;"
+        assert launch.nsenter("sh", "-c", "for i in $(seq 200); do ss -Hltn | grep -q :8081 && exit 0;"
                                           " sleep 0.1; done; exit 1", check=False).returncode == 0
         assert not connects(lab.address("launch-1"), 8081)
         assert connects(lab.address("launch-1"), 443) and connects(lab.address("launch-1"), 22)
@@ -119,7 +121,7 @@ def test_firewall_drops_everything_not_opened(lab: AnsibleLab):
         server.kill()
         server.wait()
     assert not connects(lab.address("loadgen-1"), 443)
-    ruleset = infra(lab, "runner-1").run("nft list chain inet filter input").stdout
+    ruleset = infra(lab, "deploy-runner-1").run("nft list chain inet filter input").stdout
     assert "policy drop;" in ruleset
 
 
@@ -159,7 +161,7 @@ def test_secrets_are_readable_only_by_their_service(lab: AnsibleLab):
     assert host.run("grep -c -F -- '$ANSIBLE_VAULT' /etc/chatwizard/chatwizard.env").stdout.strip() == "0"
 
 
-@pytest.mark.parametrize("name", ["launch-1", "loadgen-1", "runner-1"])
+@pytest.mark.parametrize("name", ["launch-1", "loadgen-1", "deploy-runner-1"])
 def test_ssh_takes_keys_of_named_admins_only(lab: AnsibleLab, name: str):
     config = infra(lab, name).run("sshd -T").stdout
     for setting in ("permitrootlogin no", "passwordauthentication no", "kbdinteractiveauthentication no",
@@ -179,7 +181,7 @@ def test_ssh_takes_keys_of_named_admins_only(lab: AnsibleLab, name: str):
 
 def test_logs_reach_the_log_endpoint(lab: AnsibleLab):
     marker = f"lab-check-{uuid.uuid4()}"
-    for name in ("launch-1", "loadgen-2", "runner-1"):
+    for name in ("launch-1", "loadgen-2", "deploy-runner-1"):
         infra(lab, name).run(f"logger -t labcheck {marker}-{name}")
         line = lab.collector.wait_for(f"{marker}-{name}")
         assert name in line  # the sending host names itself
@@ -199,15 +201,19 @@ def test_backup_lands_in_the_bucket_as_a_database_dump(lab: AnsibleLab):
 
 
 def test_deploy_runner_has_its_tools_and_agent(lab: AnsibleLab):
-    host = infra(lab, "runner-1")
+    host = infra(lab, "deploy-runner-1")
     as_runner = "sudo -u runner -H "
     assert host.run(as_runner + "aws --version").stdout.startswith("aws-cli/2.")
     assert "v1.37" in host.run(as_runner + "kubectl version --client").stdout
     assert host.run(as_runner + "k6 version").stdout.startswith("k6 v1.1")
     assert "v3.210.0" in host.run(as_runner + "pulumi version").stdout
-    # kubectl runs its Argo Rollouts plugin (`make rollout-status`), from the PATH the runner's jobs get.
-    assert "v1.9.0" in host.run(as_runner + "kubectl argo rollouts version").stdout
-    registration = host.file("/opt/actions-runner/.runner")
-    assert registration.user == "runner" and "github.com/chatwizard/estate" in registration.content_string
+    # kubectl finds the plugin on the PATH: `make rollout-status` runs `kubectl argo rollouts status ...`
+    assert "v1.8.3" in host.run(as_runner + "kubectl argo rollouts version").stdout
+    registration = json.loads(host.file("/opt/actions-runner/.runner").content_string)
+    assert host.file("/opt/actions-runner/.runner").user == "runner"
+    assert registration == {"gitHubUrl": "https://github.com/chatwizard/estate", "labels": "chatwizard-deploy,local"}
+    # The pattern on stdin: on a command line (sudo's) it would land in the logs searched.
     token = lab.secrets["vault_runner_registration_token"]
-    assert host.run(f"grep -rl -F -- '{token}' /opt/actions-runner /etc /var/log").stdout.strip() == ""
+    found = lab.host("deploy-runner-1").nsenter("grep", "-r", "-l", "-F", "-f", "-", "/opt/actions-runner", "/etc",
+                                                "/var/log", input=token + "\n", check=False)
+    assert found.returncode == 1 and found.stdout == "", found.stdout  # 1: searched, nothing found

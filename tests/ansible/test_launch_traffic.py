@@ -5,56 +5,26 @@ execution segments counting the same iterations and users as on one host."""
 from __future__ import annotations
 
 import json
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from loadrun import segments
-from tests.ansible.conftest import AnsibleLab
-from tests.ansible.lab import Host
+from tests.ansible.conftest import K6_WORK, AnsibleLab, fetch, k6
 
 # The lab's first use builds its base image (minutes); converging it twice takes a few more.
 pytestmark = pytest.mark.timeout(1800)
 USERS = 30
 ITERATIONS = 2
-WORK = "/opt/k6/work"
-
-
-@pytest.fixture(scope="module")
-def traffic(ansible_lab: AnsibleLab) -> dict[str, str]:
-    lab = ansible_lab
-    assert not any(c.returncode for c in lab.converges[0]), "the first converge failed (test_hosts says why)"
-    launch = lab.host("launch-1")
-    as_app = ["systemd-run", "--quiet", "--pipe", "--wait", "--uid=chatwizard",
-              "-p", "EnvironmentFile=/etc/chatwizard/chatwizard.env", "/opt/chatwizard/venv/bin/chatwizard"]
-    launch.nsenter(*as_app, "seed")  # the sample catalogue (production ingests from YouTube)
-    admin = launch.nsenter(*as_app, "keys", "create", "--email", "lab-admin@example.com", "--tier", "admin",
-                           "--name", "k6").stdout.strip().splitlines()[-1]
-    for name in ("loadgen-1", "loadgen-2"):
-        lab.host(name).nsenter("tee", f"{WORK}/lab-ca.pem", input=lab.ca.pem)
-    return {"BASE_URL": f"https://{lab.address('launch-1')}", "ADMIN_KEY": admin, "SSL_CERT_FILE": f"{WORK}/lab-ca.pem",
-            "K6_NO_USAGE_REPORT": "true", "THINK_SCALE": "0.05", "USERS": str(USERS)}
-
-
-def k6(host: Host, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """k6 on a load generator, as its k6 user, against the launch VM's edge."""
-    return host.nsenter("runuser", "-u", "k6", "--", "env", *(f"{k}={v}" for k, v in env.items()),
-                        "/usr/local/bin/k6", "run", "--quiet", "--no-color", *args, "/opt/k6/scenarios/smoke.js", check=False)
-
-
-def fetch(host: Host, path: str, local: Path) -> Path:
-    local.write_bytes(subprocess.run(["nsenter", "-t", str(host.pid), "-a", "-r", "cat", path],
-                                     check=True, capture_output=True).stdout)
-    return local
 
 
 def test_smoke_through_the_tls_edge_has_no_failures(ansible_lab: AnsibleLab, traffic: dict[str, str], tmp_path: Path):
     host = ansible_lab.host("loadgen-1")
-    result = k6(host, {**traffic, "RAMP": "5s", "HOLD": "20s"}, f"--summary-export={WORK}/smoke.json")
+    result = k6(host, {**traffic, "USERS": str(USERS), "RAMP": "5s", "HOLD": "20s"},
+                f"--summary-export={K6_WORK}/smoke.json")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    metrics = json.loads(fetch(host, f"{WORK}/smoke.json", tmp_path / "smoke.json").read_text())["metrics"]
+    metrics = json.loads(fetch(host, f"{K6_WORK}/smoke.json", tmp_path / "smoke.json").read_text())["metrics"]
     assert metrics["http_req_failed"]["passes"] == 0 and metrics["checks"]["fails"] == 0
     assert metrics["iterations"]["count"] >= USERS
     assert metrics["http_req_duration"]["p(95)"] < 3000
@@ -62,21 +32,21 @@ def test_smoke_through_the_tls_edge_has_no_failures(ansible_lab: AnsibleLab, tra
 
 def test_execution_segments_on_two_hosts_add_up_to_the_run_on_one(ansible_lab: AnsibleLab, traffic: dict[str, str],
                                                                    tmp_path: Path):
-    env = {**traffic, "ITERATIONS": str(ITERATIONS)}
+    env = {**traffic, "USERS": str(USERS), "ITERATIONS": str(ITERATIONS)}
     one = ansible_lab.host("loadgen-1")
-    single = k6(one, env, f"--summary-export={WORK}/single.json")
+    single = k6(one, env, f"--summary-export={K6_WORK}/single.json")
     assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
-    whole = json.loads(fetch(one, f"{WORK}/single.json", tmp_path / "single.json").read_text())
+    whole = json.loads(fetch(one, f"{K6_WORK}/single.json", tmp_path / "single.json").read_text())
 
     sequence, parts = segments.plan(2)
     hosts = [ansible_lab.host("loadgen-1"), ansible_lab.host("loadgen-2")]
     with ThreadPoolExecutor(2) as pool:
         runs = list(pool.map(lambda i: k6(hosts[i], env, *segments.k6_args(
-            parts[i], sequence, f"{WORK}/part.json", f"{WORK}/part.csv.gz")), range(2)))
+            parts[i], sequence, f"{K6_WORK}/part.json", f"{K6_WORK}/part.csv.gz")), range(2)))
     assert all(r.returncode == 0 for r in runs), [r.stdout[-2000:] + r.stderr[-2000:] for r in runs]
-    summaries = [json.loads(fetch(h, f"{WORK}/part.json", tmp_path / f"part{i}.json").read_text())
+    summaries = [json.loads(fetch(h, f"{K6_WORK}/part.json", tmp_path / f"part{i}.json").read_text())
                  for i, h in enumerate(hosts)]
-    points = [segments.read_points(fetch(h, f"{WORK}/part.csv.gz", tmp_path / f"part{i}.csv.gz"))
+    points = [segments.read_points(fetch(h, f"{K6_WORK}/part.csv.gz", tmp_path / f"part{i}.csv.gz"))
               for i, h in enumerate(hosts)]
     merged = segments.merge(summaries, points)["metrics"]
 

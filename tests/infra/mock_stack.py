@@ -14,6 +14,7 @@ import json
 import sys
 import threading
 from collections import Counter
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from infra import program
 ROOT = Path(__file__).parents[2]
 LOAD_BALANCER = "k8s-ingress-0123456789.elb.us-east-1.amazonaws.com"
 ACCOUNT_ID = "123456789012"
+DEBIAN_IMAGE = "ami-0d3b1ca2e5c4f0d12"
 # What the region's RDS CA bundle would hold: a CA certificate, made here (AWS's truststore is a cloud API).
 RDS_CA_BUNDLE_FILE = ROOT / "tests" / "infra" / "rds-ca-test.pem"
 
@@ -106,6 +108,7 @@ class RecordingMocks(Mocks):
         self.last_inputs: dict = {}  # of the resource being registered; the monitor files them by URN
         self.regions: dict[str, str] = {}  # by the id of each aws provider
         self.seen: Counter[tuple[str, str]] = Counter()
+        self.subnets: dict[str, str] = {}  # id -> CIDR block
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
         self.last_inputs = args.inputs
@@ -115,14 +118,20 @@ class RecordingMocks(Mocks):
         self.seen[args.typ, args.name] += 1
         suffix = f"-{self.seen[args.typ, args.name]}" if self.seen[args.typ, args.name] > 1 else ""
         computed = computed_outputs(args, self.regions.get(provider_id, "us-east-1"), suffix)
+        if args.typ == "aws:ec2/instance:Instance":  # EC2 picks an address in the instance's subnet
+            computed["privateIp"] = str(next(ip_network(self.subnets[args.inputs["subnetId"]]).hosts()) + 9)
         outputs = {**computed, **args.inputs}
         if "vpcConfig" in computed:  # inputs and computed fields in one object
             outputs["vpcConfig"] = computed["vpcConfig"]
+        if args.typ == "aws:ec2/subnet:Subnet":
+            self.subnets[f"{args.name}-id"] = args.inputs["cidrBlock"]
         return f"{args.name}-id", outputs
 
     def call(self, args: MockCallArgs) -> dict:
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/deployer", "userId": "AID"}
+        if args.token == "aws:ec2/getAmi:getAmi":
+            return {"id": DEBIAN_IMAGE, "name": "debian-12-amd64-20260101-0000", "ownerId": args.args["owners"][0]}
         if args.token == "kubernetes:yaml:decode":
             return {"result": [doc for doc in yaml.safe_load_all(args.args["text"]) if doc]}
         raise NotImplementedError(f"no mock for the call {args.token}")

@@ -341,25 +341,30 @@ def test_migrations_run_once_directly_on_the_primary_before_the_app(stack: Stack
 # --- 8. Production has what on-call is told it has ---------------------------------------------------
 
 
-RUNNER_ROLE = "arn:aws:iam::123456789012:role/chatwizard-deploy-runner"
+OPERATOR_ROLE = "arn:aws:iam::123456789012:role/chatwizard-oncall"
 
 
 @pytest.fixture(scope="module")
 def production_in_operation() -> Stack:
-    """Production after the first deployment's later steps: a probe key, the deploy runner as an admin."""
+    """Production after the first deployment's later steps: a probe key, an operator's role as an admin."""
     return declared("production", "--set", "chatwizard:probeApiKey=cw_test_probe_key_0123456789",
-                    "--set", f'chatwizard:clusterAdminRoleArns=["{RUNNER_ROLE}"]')
+                    "--set", f'chatwizard:clusterAdminRoleArns=["{OPERATOR_ROLE}"]')
 
 
-def test_the_deploy_runner_may_administer_the_cluster(production_in_operation: Stack):
-    """With authentication mode API, only access entries let an identity in."""
+def test_the_deploy_runner_and_configured_roles_may_administer_the_cluster(production_in_operation: Stack):
+    """With authentication mode API, only access entries let an identity in: the stack's own deploy runner
+    (infra/components/runner.py) and the roles in clusterAdminRoleArns."""
     stack = production_in_operation
     assert stack.inputs("aws:eks/cluster:Cluster")["accessConfig"]["authenticationMode"] == "API"
-    (entry,) = stack.of_type("aws:eks/accessEntry:AccessEntry")
-    (association,) = stack.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
-    assert entry["inputs"]["principalArn"] == RUNNER_ROLE == association["inputs"]["principalArn"]
-    assert association["inputs"]["policyArn"].endswith("/AmazonEKSClusterAdminPolicy")
-    assert association["inputs"]["accessScope"] == {"type": "cluster"}
+    runner = stack.one("aws:iam/role:Role", "chatwizard-production-runner")["inputs"]
+    entries = [e["inputs"]["principalArn"] for e in stack.of_type("aws:eks/accessEntry:AccessEntry")]
+    associations = stack.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert len(entries) == 2 and OPERATOR_ROLE in entries
+    assert "ec2.amazonaws.com" in runner["assumeRolePolicy"]  # the other entry: the runner's instance role
+    assert sorted(entries) == sorted(a["inputs"]["principalArn"] for a in associations)
+    for association in associations:
+        assert association["inputs"]["policyArn"].endswith("/AmazonEKSClusterAdminPolicy")
+        assert association["inputs"]["accessScope"] == {"type": "cluster"}
 
 
 def test_production_scrapes_what_its_rules_read(production_in_operation: Stack):

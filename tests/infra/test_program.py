@@ -44,6 +44,7 @@ def test_every_resource_belongs_to_a_component(stack: Stack):
             "Backups",
             "Notifications",
             "Logging",
+            "DeployRunner",
         )
     }
     by_urn = {r["urn"]: r for r in stack.resources}
