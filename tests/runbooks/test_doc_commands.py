@@ -96,9 +96,15 @@ def kubectl_problems(words: list[str], stack: str) -> Iterator[str]:
         elif not word.startswith("-"):
             positionals.append(word)
         i += 1
-    if not positionals or positionals[0] in NO_NAMESPACE_VERBS:
+    if positionals[:2] == ["argo", "rollouts"]:  # the Argo Rollouts plugin: `argo rollouts <verb> <rollout>`
+        if len(positionals) < 3 or positionals[2] == "version":
+            return  # the plugin named, not a command on the cluster
+        verb, rest = positionals[2], positionals[3:]
+        args = ["rollout", *rest[1:]] if verb == "get" else ["rollout", *rest]
+    elif not positionals or positionals[0] in NO_NAMESPACE_VERBS:
         return
-    verb, args = positionals[0], positionals[1:]
+    else:
+        verb, args = positionals[0], positionals[1:]
     if verb in ("rollout", "top", "auth", "set") and args:
         args = args[1:]
     if (args and args[0] in CLUSTER_SCOPED) or all_namespaces:
