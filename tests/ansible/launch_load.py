@@ -67,11 +67,10 @@ def report(merged: dict, parts: int) -> dict:
 
 def test_the_launch_vm_carries_the_seeds_thousand_active_users(ansible_lab: AnsibleLab, traffic: dict[str, str],
                                                                 tmp_path: Path):
-    keys = tmp_path / "keys.json"
-    keys.write_text(json.dumps(learner_keys(ansible_lab, traffic["ADMIN_KEY"], USERS)))
+    keys = learner_keys(ansible_lab, traffic["ADMIN_KEY"], USERS)
     hosts = [ansible_lab.host(name) for name in LOADGENS]
-    for host in hosts:
-        host.nsenter("tee", f"{K6_WORK}/keys.json", input=keys.read_text())
+    for i, host in enumerate(hosts):  # each part its own users: k6 numbers VUs from 1 in every part
+        host.nsenter("tee", f"{K6_WORK}/keys.json", input=json.dumps(keys[i::len(hosts)]))
     env = {**traffic, "USERS": str(USERS), "RAMP": RAMP, "HOLD": HOLD, "THINK_SCALE": "1",
            "KEYS_FILE": f"{K6_WORK}/keys.json"}
     sequence, parts = segments.plan(len(hosts))
