@@ -7,7 +7,7 @@ APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages.txt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: up test lint deps apt loadtest soak db-docs security-audit clean drill gameday release-drill \
-	deploy-preview deploy smoke-remote rollout-status
+	deploy-preview deploy smoke-remote rollout-status launch-loadtest
 
 up: deps
 	$(BIN)/chatwizard up
@@ -67,6 +67,16 @@ drill: deps
 # (FAULT=name to choose, SEED=n to repeat a draw). The run is appended to docs/reliability/gamedays.md.
 gameday: deps
 	$(BIN)/chatwizard gameday $(if $(FAULT),--fault $(FAULT)) $(if $(SEED),--seed $(SEED))
+
+# The seed's 1,000 active users against the launch profile's one VM (ansible/README.md): the Ansible lab
+# converged, then k6's load scenario through the VM's TLS edge, split across two load generators and
+# merged. Needs root like tests/ansible. Figures and the reading: docs/launch-profile.md.
+LAUNCH_RAMP ?= 2m
+LAUNCH_HOLD ?= 5m
+launch-loadtest: deps
+	LAUNCH_USERS=1000 LAUNCH_RAMP=$(LAUNCH_RAMP) LAUNCH_HOLD=$(LAUNCH_HOLD) \
+	  LAUNCH_REPORT=loadtest/reports/$$(date -u +%F)-launch-1000.json \
+	  $(BIN)/pytest tests/ansible/launch_load.py -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .estate .estate-perf .estate-drill .estate-gameday

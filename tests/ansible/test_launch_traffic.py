@@ -34,14 +34,15 @@ def test_execution_segments_on_two_hosts_add_up_to_the_run_on_one(ansible_lab: A
                                                                    tmp_path: Path):
     env = {**traffic, "USERS": str(USERS), "ITERATIONS": str(ITERATIONS)}
     one = ansible_lab.host("loadgen-1")
-    single = k6(one, env, f"--summary-export={K6_WORK}/single.json")
+    # Counting, not timing: latency thresholds (the smoke's business) must not fail these runs.
+    single = k6(one, env, "--no-thresholds", f"--summary-export={K6_WORK}/single.json")
     assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
     whole = json.loads(fetch(one, f"{K6_WORK}/single.json", tmp_path / "single.json").read_text())
 
     sequence, parts = segments.plan(2)
     hosts = [ansible_lab.host("loadgen-1"), ansible_lab.host("loadgen-2")]
     with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda i: k6(hosts[i], env, *segments.k6_args(
+        runs = list(pool.map(lambda i: k6(hosts[i], env, "--no-thresholds", *segments.k6_args(
             parts[i], sequence, f"{K6_WORK}/part.json", f"{K6_WORK}/part.csv.gz")), range(2)))
     assert all(r.returncode == 0 for r in runs), [r.stdout[-2000:] + r.stderr[-2000:] for r in runs]
     summaries = [json.loads(fetch(h, f"{K6_WORK}/part.json", tmp_path / f"part{i}.json").read_text())

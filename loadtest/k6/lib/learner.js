@@ -105,7 +105,8 @@ export function keyFor(data) {
 // setup() without KEYS_FILE: one pro-tier user and key per virtual user, created through the admin API.
 export function createUsers(count) {
   const admin = { headers: { Authorization: `Bearer ${__ENV.ADMIN_KEY}`, 'Content-Type': 'application/json' } };
-  const run = Date.now().toString(36);
+  // Unique per run even when load generators start their parts in the same millisecond.
+  const run = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   const keys = [];
   for (let start = 0; start < count; start += 50) {
     const batch = [];
