@@ -234,3 +234,19 @@ def metric_value(text: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
             total += float(value)
     return total
+
+
+@pytest.fixture(scope="session")
+def prometheus_parser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A bare Prometheus, only for its query parser (/api/v1/format_query): dashboards and manuals."""
+    state = tmp_path_factory.mktemp("prometheus-parser")
+    (state / "prometheus.yml").write_text("global: {}\n")
+    port = free_port()
+    process = subprocess.Popen(["prometheus", f"--config.file={state / 'prometheus.yml'}",
+                                f"--storage.tsdb.path={state / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(f"{url}/-/ready", process, timeout_s=30)
+    yield url
+    process.terminate()
+    process.wait(10)

@@ -9,7 +9,6 @@ exist, and links against the files.
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -21,10 +20,8 @@ import yaml
 from prometheus_client import REGISTRY
 
 from chatwizard.cli import app as cli_app
-from chatwizard.estate.processes import wait_ready
 from monitoring.catalog import EXPORTERS, known_metrics, metric_names
 from monitoring.generate import rule_files
-from tests.conftest import free_port
 from tests.infra.conftest import declared
 from tests.runbooks.snippets import ROOT, Snippet, commands, documents, links, promql, repo_paths, snippets
 
@@ -205,23 +202,7 @@ def test_every_command_works_against_what_is_built(stack: str):
     assert not problems, "\n".join(problems)
 
 
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A bare Prometheus, only for its query parser (/api/v1/format_query)."""
-    state = tmp_path_factory.mktemp("prometheus")
-    (state / "prometheus.yml").write_text("global: {}\n")
-    port = free_port()
-    process = subprocess.Popen(["prometheus", f"--config.file={state / 'prometheus.yml'}",
-                                f"--storage.tsdb.path={state / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/-/ready", process, timeout_s=30)
-    yield url
-    process.terminate()
-    process.wait(10)
-
-
-def test_every_query_parses_and_reads_metrics_that_exist(prometheus: str):
+def test_every_query_parses_and_reads_metrics_that_exist(prometheus_parser: str):
     recorded = {r["record"] for doc in rule_files().values() for g in doc["groups"] for r in g["rules"] if "record" in r}
     # The manuals serve the local estate and production alike: a metric either of them has.
     known = set().union(*(known_metrics(env) for env in ENVIRONMENTS)) | recorded
@@ -231,7 +212,7 @@ def test_every_query_parses_and_reads_metrics_that_exist(prometheus: str):
     assert len(queries) >= 10, "the runbooks' queries were not found"
     for snippet, expression in queries:
         query = expression.replace("$__rate_interval", "1m")  # Grafana's variable, as the dashboards test does
-        response = httpx.get(f"{prometheus}/api/v1/format_query", params={"query": query})
+        response = httpx.get(f"{prometheus_parser}/api/v1/format_query", params={"query": query})
         if response.status_code != 200:
             problems.append(f"{snippet.where()}: `{query}` does not parse: {response.json().get('error')}")
         colon_names = set(re.findall(r"[a-z_]+:[a-z0-9_:]+", re.sub(r"\[[^\]]*\]|\"[^\"]*\"", "", query)))
