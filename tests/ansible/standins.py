@@ -209,7 +209,7 @@ def vendor_archives(out: Path) -> tuple[Path, Path, Path]:
         "run.sh": '#!/bin/sh\n# Listens for jobs like the real agent (here: waits).\nexec sleep infinity\n',
     }
     plugin = out / "kubectl-argo-rollouts"
-    plugin.write_text('#!/bin/sh\necho "kubectl-argo-rollouts: v1.8.3+lab (stand-in) $*"\n')
+    plugin.write_text('#!/bin/sh\necho "kubectl-argo-rollouts: v1.9.0+lab (stand-in) $*"\n')
     plugin.chmod(0o755)
     return (_tar(out / "pulumi-v3.210.0-linux-x64.tar.gz", pulumi),
             _tar(out / "actions-runner-linux-x64-2.330.0.tar.gz", agent), plugin)

@@ -208,7 +208,7 @@ def test_deploy_runner_has_its_tools_and_agent(lab: AnsibleLab):
     assert host.run(as_runner + "k6 version").stdout.startswith("k6 v1.1")
     assert "v3.210.0" in host.run(as_runner + "pulumi version").stdout
     # kubectl finds the plugin on the PATH: `make rollout-status` runs `kubectl argo rollouts status ...`
-    assert "v1.8.3" in host.run(as_runner + "kubectl argo rollouts version").stdout
+    assert "v1.9.0" in host.run(as_runner + "kubectl argo rollouts version").stdout
     registration = json.loads(host.file("/opt/actions-runner/.runner").content_string)
     assert host.file("/opt/actions-runner/.runner").user == "runner"
     assert registration == {"gitHubUrl": "https://github.com/chatwizard/estate", "labels": "chatwizard-deploy,local"}
