@@ -64,7 +64,9 @@ def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
     args = [CHATWIZARD, "up", "--state-dir", str(tmp_path / "state")]
     args += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Started as a shell starts a background job (`make up &`): with SIGINT ignored. Ctrl-C must still stop it.
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         summary = read_until(process, "Press Ctrl-C", timeout_s=240)
         assert f"http://127.0.0.1:{ports['app']}/docs" in summary

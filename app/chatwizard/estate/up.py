@@ -116,12 +116,16 @@ def prepare_database(env: dict[str, str]) -> None:
 
 @contextlib.contextmanager
 def stopping_on_exit() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt so `kill` and Ctrl-C both stop the estate cleanly."""
+    """Turn SIGTERM into KeyboardInterrupt so `kill` and Ctrl-C both stop the estate cleanly. Ctrl-C gets
+    Python's handler back too: a shell starts background jobs (`chatwizard up &`, a script's `... &`) with
+    SIGINT ignored, and Python then leaves it ignored, so the estate would never hear it."""
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
@@ -165,12 +169,18 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
                 time.sleep(1)
             print(f"the app exited with code {app.returncode}; see {state_dir / 'app.log'}")
         except KeyboardInterrupt:
-            print("\nstopping the estate ...")
+            say("\nstopping the estate ...")
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan servers
             for name, stop in stops:
                 stop()  # type: ignore[operator]
-                print(f"  stopped {name}")
+                say(f"  stopped {name}")
+
+
+def say(line: str) -> None:
+    """Print, unless whoever read the output has gone (a closed pipe): the servers must stop regardless."""
+    with contextlib.suppress(OSError):
+        print(line, flush=True)
 
 
 def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str,
