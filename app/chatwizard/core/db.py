@@ -49,6 +49,15 @@ NODE_FAILURES = (*REPLICA_FAILURES, asyncpg.PostgresError)
 STALL_FACTOR = 1.5
 
 
+def connection_gone(conn: asyncpg.Connection) -> bool:
+    """Closed, or already taken back by a pool that was terminated under the query (a failover race:
+    asking a released connection anything raises, which would have turned a 503 into a 500)."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 class ProbeStalled(Exception):
     """A probe timed out because this process stalled, not the node: no verdict."""
 
@@ -325,7 +334,7 @@ class Database:
                     result = await query(conn)
                 except asyncpg.InterfaceError as exc:
                     # The connection went under the query: the node died, or mark_down terminated it.
-                    if node.down or conn.is_closed():
+                    if node.down or connection_gone(conn):
                         raise NodeUnavailable(f"the {node.node} database stopped answering") from exc
                     raise
         except asyncpg.PostgresError as exc:
