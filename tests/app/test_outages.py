@@ -12,7 +12,13 @@ import uuid
 
 import asyncpg
 
-from chatwizard.estate.drills import CLIENTS, hung_node_drill, llm_outage_drill, redis_outage_drill
+from chatwizard.estate.drills import (
+    CLIENTS,
+    FaultResult,
+    hung_node_drill,
+    llm_outage_drill,
+    redis_outage_drill,
+)
 from tests.conftest import AppServer, Databases, metric_value
 
 SLOWEST_S = 3.0  # no request waits longer than this on a hung node
@@ -33,6 +39,13 @@ async def acknowledged_missing(databases: Databases, event_ids: list[str]) -> in
     finally:
         await conn.close()
     return len(event_ids) - found
+
+
+def assert_every_request_answered(result: FaultResult) -> None:
+    figures = result.figures()
+    for kind, ok in (("search", 200), ("write", 201), ("chat", 200)):
+        assert set(result.during(kind)) == {ok}, figures
+    assert not result.traffic.server_errors(), figures
 
 
 async def test_a_hung_replica_costs_reads_at_most_a_moment(app_server: AppServer, databases: Databases,
@@ -68,20 +81,14 @@ async def test_a_hung_primary_fails_writes_fast_and_keeps_reads_and_chats(app_se
 async def test_redis_down_costs_no_request(app_server: AppServer, databases: Databases, redis_node, make_user):
     keys, video_id = await _setup(app_server, make_user)
     result = await redis_outage_drill(app_server.base_url, keys, video_id, redis_node)
-    figures = result.figures()
-    for kind, ok in (("search", 200), ("write", 201), ("chat", 200)):
-        assert set(result.during(kind)) == {ok}, figures
-    assert not result.traffic.server_errors(), figures
+    assert_every_request_answered(result)
     assert await acknowledged_missing(databases, result.traffic.acknowledged) == 0
 
 
 async def test_an_llm_outage_costs_no_request(app_server: AppServer, fake_llm, make_user):
     keys, video_id = await _setup(app_server, make_user)
     result = await llm_outage_drill(app_server.base_url, keys, video_id, fake_llm)
-    figures = result.figures()
-    for kind, ok in (("search", 200), ("write", 201), ("chat", 200)):
-        assert set(result.during(kind)) == {ok}, figures
-    assert not result.traffic.server_errors(), figures
+    assert_every_request_answered(result)
     # Once the provider answers again, every worker's breaker tries it by itself after its reset time (30 s)
     # and closes, with or without questions; then chats recommend videos again.
     deadline = time.monotonic() + 90
