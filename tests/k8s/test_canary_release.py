@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,9 +127,19 @@ def run_release(drill: Drill, name: str, databases, redis_node, fake_llm) -> tup
     return result, requests
 
 
+def in_window(requests: list[dict], start: float, end: float) -> list[dict]:
+    return [r for r in requests if start <= float(r["timestamp"]) <= end + 1]
+
+
 def failed_share(requests: list[dict], start: float, end: float) -> tuple[int, int]:
-    window = [r for r in requests if start <= float(r["timestamp"]) <= end + 1]
+    window = in_window(requests, start, end)
     return sum(r["expected_response"] == "false" for r in window), len(window)
+
+
+def failures(requests: list[dict], start: float, end: float) -> Counter:
+    """How many requests failed, by method, URL path and status (what an assertion message needs)."""
+    return Counter((r["method"], r["url"].split("?")[0].split("/", 3)[-1], r["status"])
+                   for r in in_window(requests, start, end) if r["expected_response"] == "false")
 
 
 def test_a_good_candidate_is_promoted_with_no_failed_request(drill, databases, redis_node, fake_llm):
@@ -137,7 +148,7 @@ def test_a_good_candidate_is_promoted_with_no_failed_request(drill, databases, r
     print(f"\ngood candidate: {result.outcome} after {result.seconds_to_decision:.0f} s; "
           f"{failed} of {total} requests failed; measurements: {len(result.analysis.measurements)}")
     assert result.outcome == "promoted", result.analysis.measurements
-    assert total > RATE * 30 and failed == 0
+    assert total > RATE * 30 and failed == 0, failures(requests, result.started, result.decided)
     assert all(m.phase == "Successful" for m in result.analysis.measurements)
 
 
@@ -146,10 +157,11 @@ def test_a_bad_candidate_is_rolled_back_by_itself_within_two_minutes(drill, data
     result, requests = run_release(drill, bug, databases, redis_node, fake_llm)
     failed, total = failed_share(requests, result.started, result.decided)
     print(f"\n{bug} candidate: {result.outcome} after {result.seconds_to_decision:.0f} s; "
-          f"{failed} of {total} requests failed ({100 * failed / max(total, 1):.2f} %)")
+          f"{failed} of {total} requests failed ({100 * failed / max(total, 1):.2f} %); measurements: "
+          + ", ".join(f"{m.metric} {m.at - result.started:.0f} s {m.phase} {m.value}" for m in result.analysis.measurements))
     assert result.outcome == "aborted"
     assert result.seconds_to_decision < 120
-    assert failed / total < 0.01
+    assert failed / total < 0.01, failures(requests, result.started, result.decided)
     failing_metric = "error-ratio" if bug == "5xx" else "latency-p95"
     assert any(m.metric == failing_metric and m.phase == "Failed" for m in result.analysis.measurements)
 

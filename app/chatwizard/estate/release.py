@@ -149,7 +149,9 @@ frontend app
     bind 127.0.0.1:{port}
     default_backend app
 backend app
-    balance random
+    # Weighted round robin: the candidate gets exactly its weight's share. A random split would add
+    # the sampling noise of a drill's few hundred requests, which production's traffic averages away.
+    balance roundrobin
     server stable {stable} weight 100
     server candidate {candidate} weight 0
 """)
