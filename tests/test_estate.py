@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from chatwizard.estate.backup import BackupStore, backup_ids
+from chatwizard.estate.up import DEMO_EMAIL
 from tests.conftest import free_port, metric_value
 
 CHATWIZARD = str(Path(sys.executable).with_name("chatwizard"))
@@ -57,10 +58,20 @@ def assert_one_query_finds_the_request(summary: str, request_id: str) -> None:
     assert '"event": "request"' in rows and '"route": "/v1/chat"' in rows
 
 
+def assert_sign_in_mail_lands_in_the_mail_folder(app: str, folder: Path) -> None:
+    """The demo learner asks for a sign-in link: the mail, with a link to this estate, is a file in the folder."""
+    assert httpx.post(f"{app}/v1/auth/sign-in-link", json={"email": DEMO_EMAIL}).status_code == 202
+    deadline = time.monotonic() + 10
+    while not (mails := list(folder.glob("*.eml"))):
+        assert time.monotonic() < deadline, f"no mail in {folder}"
+        time.sleep(0.2)
+    assert f"{app}/sign-in#token=" in mails[0].read_text()
+
+
 def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
     ports = {name: free_port() for name in ("app", "metrics", "postgres", "replica", "redis", "prometheus",
                                             "alertmanager", "postgres-exporter", "redis-exporter",
-                                            "blackbox-exporter", "log-store", "s3")}
+                                            "blackbox-exporter", "log-store", "s3", "smtp")}
     args = [CHATWIZARD, "up", "--state-dir", str(tmp_path / "state")]
     args += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
@@ -72,6 +83,8 @@ def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
         assert f"http://127.0.0.1:{ports['app']}/docs" in summary
         assert f"http://127.0.0.1:{ports['prometheus']}" in summary
         assert re.search(r"Demo API key\s+cwk_\w{36}", summary)
+        assert f"Mail           smtp://127.0.0.1:{ports['smtp']}" in summary
+        assert_sign_in_mail_lands_in_the_mail_folder(f"http://127.0.0.1:{ports['app']}", tmp_path / "state" / "mail")
         password = tmp_path / "state" / "redis-password"
         assert password.stat().st_mode & 0o777 == 0o600 and password.read_text().strip() not in summary
         with pytest.raises(redis.AuthenticationError):  # Redis refuses a client without the password
@@ -100,6 +113,6 @@ def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
         process.send_signal(signal.SIGINT)
         rest = process.communicate(timeout=90)[0]
     assert process.returncode == 0, rest
-    assert "stopped postgres primary" in rest
+    assert "stopped postgres primary" in rest and "stopped mail sink" in rest
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
     assert leftovers == "", "servers outlived the estate"

@@ -156,7 +156,7 @@ async def test_a_sign_in_link_goes_only_to_an_existing_account(app_server: AppSe
     assert known.json() == unknown.json()  # the answer tells nobody which addresses have accounts
     mail = await wait_for_mail(mail_sink, user.email)
     _, page, token = link_in(mail)
-    assert page == "sign-in" and "15 minutes" in mail.get_content()
+    assert page == "sign-in" and "for 15 minutes" in mail.get_content()
     response = await accept(app_server, token)
     assert response.status_code == 200 and response.json()["user_id"] == str(user.id)
     assert (await accept(app_server, token)).status_code == 410

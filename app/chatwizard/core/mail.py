@@ -21,7 +21,7 @@ class MailUnavailable(Exception):
 async def send_mail(settings: Settings, to: str, subject: str, body: str) -> None:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = settings.smtp_sender, to, subject
-    message.set_content(body)
+    message.set_content(body, cte="8bit")  # not quoted-printable: the link stays whole in the raw mail
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
     try:
         await aiosmtplib.send(message, hostname=settings.smtp_host, port=settings.smtp_port,

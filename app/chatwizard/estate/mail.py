@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from email import policy
 from email.message import EmailMessage
@@ -37,6 +38,7 @@ class MailSink:
         self.controller: Controller | None = None
 
     def start(self) -> None:
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection at INFO
         self.controller = Controller(self.mailbox, hostname=self.host, port=self.port)  # one per start
         self.controller.start()
 

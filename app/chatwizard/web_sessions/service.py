@@ -128,18 +128,26 @@ async def end_user_sessions(conn: asyncpg.Connection, user_id: UUID) -> list[str
     return [session_cache(r["session_hash"]) for r in rows]
 
 
+def duration(seconds: int) -> str:
+    """A lifetime as people say it: "7 days", "1 hour", "15 minutes" (settings are at least a minute)."""
+    units = (("day", 86400), ("hour", 3600))
+    size, unit = next(((size, unit) for unit, size in units if seconds % size == 0), (60, "minute"))
+    count = seconds // size
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
 def link_mail(settings: Settings, kind: LinkKind, token: str) -> tuple[str, str]:
     """(subject, plain-text body) of the mail carrying a link."""
     url = link_url(settings, kind, token)
     if kind == "invitation":
-        minutes = settings.invitation_ttl_s // 60
         return "You are invited to Chat Wizard", (
-            f"You have been invited to Chat Wizard, the assistant that answers your questions with "
-            f"learning videos.\n\nOpen this link to join (it works once, for {minutes} minutes):\n\n{url}\n\n"
+            "You have been invited to Chat Wizard, the assistant that answers your questions with learning "
+            f"videos.\n\nOpen this link to join (it works once, for "
+            f"{duration(settings.invitation_ttl_s)}):\n\n{url}\n\n"
             "If you did not expect this invitation, ignore this mail.\n")
-    minutes = settings.sign_in_link_ttl_s // 60
     return "Your Chat Wizard sign-in link", (
-        f"Open this link to sign in to Chat Wizard (it works once, for {minutes} minutes):\n\n{url}\n\n"
+        f"Open this link to sign in to Chat Wizard (it works once, for "
+        f"{duration(settings.sign_in_link_ttl_s)}):\n\n{url}\n\n"
         "If you did not ask to sign in, ignore this mail: nobody can sign in without the link.\n")
 
 
