@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from playwright.async_api import async_playwright
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -321,3 +322,40 @@ async def test_an_open_websocket_closes_within_seconds_when_its_session_ends(
         when, code = await asyncio.wait_for(closing, timeout=15)
     assert code == 1008
     assert when - stopped < 3, f"the socket stayed open {when - stopped:.1f} s"
+
+
+ACCEPT_JS = """async token => (await fetch('/v1/auth/accept', {method: 'POST',
+    headers: {'Content-Type': 'application/json'}, body: JSON.stringify({token})})).json()"""
+STATUS_JS = "async ([method, path, headers]) => (await fetch(path, {method, headers})).status"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_chromium_keeps_the_secure_cookie_on_loopback_http_and_hides_it_from_script(
+        host: str, app_server: AppServer, mail_sink: MailSink, make_user):
+    """Loopback is a secure context: Chromium stores the Secure __Host- cookie over plain http and sends it
+    back, never shows it to script, and the CSRF token gates logout there as in every other client."""
+    user = await make_user("free")
+    async with app_server.client() as client:
+        await client.post("/v1/auth/sign-in-link", json={"email": user.email})
+    token = link_in(await wait_for_mail(mail_sink, user.email))[2]
+    origin = app_server.base_url.replace("127.0.0.1", host)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        # Any page of the app's origin will do; the API's own CSP (connect-src 'none') would stop its fetches.
+        context = await browser.new_context(bypass_csp=True)
+        page = await context.new_page()
+        await page.goto(f"{origin}/healthz")
+        accepted = await page.evaluate(ACCEPT_JS, token)
+        session = await page.evaluate(STATUS_JS, ["GET", "/v1/session", {}])
+        script_sees = await page.evaluate("document.cookie")
+        [cookie] = await context.cookies()
+        without_token = await page.evaluate(STATUS_JS, ["POST", "/v1/auth/logout", {}])
+        with_token = await page.evaluate(STATUS_JS, ["POST", "/v1/auth/logout",
+                                                     {"X-CSRF-Token": accepted["csrf_token"]}])
+        after = await page.evaluate(STATUS_JS, ["GET", "/v1/session", {}])
+        await browser.close()
+    assert accepted["user_id"] == str(user.id) and session == 200
+    assert script_sees == ""
+    assert (cookie["name"], cookie["secure"], cookie["httpOnly"], cookie["sameSite"]) == \
+        (SESSION_COOKIE, True, True, "Lax")
+    assert (without_token, with_token, after) == (403, 204, 401)
