@@ -79,6 +79,12 @@ CASES = [
     ("GET", "/calendar/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.ics", None, 404, "no such calendar feed"),
     ("GET", "/calendar/short.ics", None, 422, "at least 20"),
     ("GET", "/v1/nothing-here", None, 404, "Not Found"),
+    # browser sign-in
+    ("POST", "/v1/auth/sign-in-link", {"email": "not-an-email"}, 422, "email"),
+    ("POST", "/v1/auth/sign-in-link", {"email": "a@example.com", "tier": "admin"}, 422, "Extra inputs"),
+    ("POST", "/v1/auth/accept", MALFORMED, 422, "JSON"),
+    ("POST", "/v1/auth/accept", {"token": ""}, 422, "at least 1"),
+    ("POST", "/v1/auth/accept", {"token": "A" * 43}, 400, "not valid"),
 ]
 ADMIN_CASES = [
     ("POST", "/v1/admin/users", MALFORMED, 422, "JSON"),
@@ -97,11 +103,15 @@ ADMIN_CASES = [
     ("GET", "/v1/admin/audit?limit=5000", None, 422, "limit"),
     ("GET", "/v1/admin/audit?action=DROP%20TABLE", None, 422, "action"),
     ("GET", "/v1/admin/audit?since=yesterday", None, 422, "since"),
+    ("POST", "/v1/admin/invitations", {"email": "not-an-email"}, 422, "email"),
+    ("POST", "/v1/admin/invitations", {"email": "a@example.com", "tier": "admin"}, 422, "free"),
+    ("POST", "/v1/admin/invitations", {"email": "a@example.com", "user_id": UNKNOWN}, 422, "Extra inputs"),
 ]
 # Routes that take no input beyond the caller's key, so there is nothing to get wrong.
 NO_INPUT = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/paths"), ("GET", "/v1/progress"),
             ("GET", "/v1/calendar/sessions"), ("POST", "/v1/calendar/feed"), ("DELETE", "/v1/calendar/feed"),
-            ("GET", "/v1/me"), ("GET", "/v1/keys"), ("GET", "/v1/me/export"), ("DELETE", "/v1/me")}
+            ("GET", "/v1/me"), ("GET", "/v1/keys"), ("GET", "/v1/me/export"), ("DELETE", "/v1/me"),
+            ("GET", "/v1/session"), ("POST", "/v1/auth/logout")}
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "message"), CASES,

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from chatwizard.core.security import SESSION_COOKIE
 from chatwizard.main import create_app
+from chatwizard.web_sessions.service import start_session
 from tests.conftest import AppServer
 
 OPERATIONS = sum(len(methods) for methods in create_app().openapi()["paths"].values())
@@ -16,12 +18,14 @@ ST = str(Path(sys.executable).with_name("st"))
 # caller's among them): fuzzed among the rest, it would leave every later operation a 401 or 403.
 DESTRUCTIVE = ["DELETE /v1/me", "DELETE /v1/keys/{key_id}", "PATCH /v1/admin/users/{user_id}",
                "DELETE /v1/admin/users/{user_id}"]
+# A browser session's own route: it answers a key with 401 (fuzzed with a session cookie instead).
+COOKIE_ONLY = ["GET /v1/session"]
 
 
-def fuzz(app_server: AppServer, key: str, selection: str) -> str:
-    names = [arg for name in DESTRUCTIVE for arg in (f"--{selection}-name", name)]
+def fuzz(app_server: AppServer, credential: str, selection: str, chosen: list[str]) -> str:
+    names = [arg for name in chosen for arg in (f"--{selection}-name", name)]
     result = subprocess.run(
-        [ST, "run", f"{app_server.base_url}/openapi.json", "-H", f"Authorization: Bearer {key}",
+        [ST, "run", f"{app_server.base_url}/openapi.json", "-H", credential,
          "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
          "--max-examples", "15", "--phases", "examples,fuzzing", "--seed", "7", *names],
         capture_output=True, text=True, timeout=300)
@@ -29,8 +33,17 @@ def fuzz(app_server: AppServer, key: str, selection: str) -> str:
     return result.stdout
 
 
-async def test_fuzzing_finds_no_server_error_or_schema_violation(app_server: AppServer, make_user):
-    """As an admin, who may call every route; what takes a key away, last and with a key of its own."""
-    report = fuzz(app_server, (await make_user("admin")).key, "exclude")
-    assert f"Tested: {OPERATIONS - len(DESTRUCTIVE)}" in report and "Authentication failed" not in report
-    assert f"Tested: {len(DESTRUCTIVE)}" in fuzz(app_server, (await make_user("admin")).key, "include")
+async def test_fuzzing_finds_no_server_error_or_schema_violation(app_server: AppServer, make_user, db):
+    """As an admin, who may call every route; what takes a key away, last and with a key of its own; the
+    session's own route with a session."""
+    def bearer(key: str) -> str:
+        return f"Authorization: Bearer {key}"
+
+    report = fuzz(app_server, bearer((await make_user("admin")).key), "exclude", DESTRUCTIVE + COOKIE_ONLY)
+    assert f"Tested: {OPERATIONS - len(DESTRUCTIVE) - len(COOKIE_ONLY)}" in report
+    assert "Authentication failed" not in report
+    assert f"Tested: {len(DESTRUCTIVE)}" in fuzz(app_server, bearer((await make_user("admin")).key), "include",
+                                                  DESTRUCTIVE)
+    session, _ = await start_session(db, (await make_user("free")).id, 3600)
+    report = fuzz(app_server, f"Cookie: {SESSION_COOKIE}={session}", "include", COOKIE_ONLY)
+    assert f"Tested: {len(COOKIE_ONLY)}" in report and "Authentication failed" not in report

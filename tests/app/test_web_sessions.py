@@ -114,6 +114,7 @@ async def test_an_invitation_mail_signs_the_learner_in_once(app_server: AppServe
         session = await browser.get("/v1/session")
         me = await browser.get("/v1/me")
     assert session.status_code == 200 and session.json() == body
+    assert first.headers["cache-control"] == session.headers["cache-control"] == "no-store"  # no cache keeps them
     assert me.json()["id"] == body["user_id"] and me.json()["email"] == email
 
 

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatwizard.core import metrics
 from chatwizard.core.problems import MEDIA_TYPE, problem_bytes
+from chatwizard.core.security import SESSION_COOKIE
 from chatwizard.core.settings import Settings
 
 log = structlog.get_logger("chatwizard.access")
@@ -61,6 +62,13 @@ def report_exception(exc: BaseException, request_id: str) -> None:
     with sentry_sdk.new_scope() as scope:
         scope.set_tag("request_id", request_id)
         scope.capture_exception(exc)
+
+
+def personal(request: dict[bytes, bytes], response: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a response is for one caller (a key or a session asked, or it starts a session): no cache,
+    shared or private, may keep it."""
+    return (b"authorization" in request or SESSION_COOKIE.encode() in request.get(b"cookie", b"")
+            or any(name.lower() == b"set-cookie" for name, _ in response))
 
 
 class RequestMiddleware:
@@ -108,7 +116,7 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 extra = [*SECURITY_HEADERS, csp, (b"x-request-id", request_id.encode())]
-                if b"authorization" in headers:
+                if personal(headers, message.get("headers", [])):
                     extra.append((b"cache-control", b"no-store"))
                 verdict = scope.get("state", {}).get("rate_limit")
                 if verdict is not None and status != 429:  # a 429 carries its own headers

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+import asyncpg
 import structlog
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response, status
 from pydantic import BaseModel, EmailStr, Field
@@ -57,9 +58,8 @@ class BrowserSession(BaseModel):
     expires_at: datetime = Field(description="the session's absolute end; unused for a while, it ends sooner")
 
 
-def set_session_cookie(response: Response, session: str, lifetime_s: int) -> None:
-    response.set_cookie(SESSION_COOKIE, session, max_age=lifetime_s, path="/", secure=True, httponly=True,
-                        samesite="lax")
+# __Host- cookies must be Secure, Path=/ and carry no Domain; Lax keeps them off cross-site POSTs.
+COOKIE: dict[str, Any] = {"path": "/", "secure": True, "httponly": True, "samesite": "lax"}
 
 
 async def user_email(services: Services, user_id: UUID) -> str:
@@ -113,7 +113,7 @@ async def accept(body: AcceptRequest, services: ServicesDep, request: Request,
     invitation's first use, makes the account. A link works once and expires."""
     lifetime = services.settings.session_lifetime_s
 
-    async def redeem(conn: Any) -> tuple[dict[str, Any], bool, str, datetime]:
+    async def redeem(conn: asyncpg.Connection) -> tuple[dict[str, Any], bool, str, datetime]:
         user, created = await service.redeem_link(conn, services.cipher, body.token)
         session, expires_at = await service.start_session(conn, user["id"], lifetime)
         return user, created, session, expires_at
@@ -133,7 +133,7 @@ async def accept(body: AcceptRequest, services: ServicesDep, request: Request,
                      target=f"user:{user['id']}", subject=user["id"],
                      detail={"tier": user["tier"], "by": "invitation"})
     await record(services, "signed_in", "success", connection=request, principal=principal)
-    set_session_cookie(response, session, lifetime)
+    response.set_cookie(SESSION_COOKIE, session, max_age=lifetime, **COOKIE)
     return BrowserSession(user_id=user["id"], email=user["email"], tier=user["tier"],
                           csrf_token=csrf_token(session), expires_at=expires_at)
 
@@ -154,4 +154,4 @@ async def logout(principal: CurrentUser, services: ServicesDep, request: Request
     if principal.session_hash is not None:
         await service.end_session(services, principal.session_hash)
         await record(services, "signed_out", "success", connection=request, principal=principal)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    response.delete_cookie(SESSION_COOKIE, **COOKIE)
