@@ -290,3 +290,16 @@ async def test_a_phone_sized_screen(databases: Databases, web_app: AppServer, ma
         assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), screen
         await assert_accessible(page)
     await phone.close()
+
+
+async def test_an_ended_session_sends_the_learner_back_to_sign_in(web_app: AppServer, learner: User,
+                                                                 context: BrowserContext, page: Page):
+    """The session ends elsewhere (another tab signs out, it expires): the next screen says so."""
+    cookie = next(c for c in await context.cookies() if c["name"] == SESSION_COOKIE)
+    async with web_app.client(cookies={SESSION_COOKIE: cookie["value"]}) as client:
+        csrf = (await client.get("/v1/session")).json()["csrf_token"]
+        assert (await client.post("/v1/auth/logout", headers={"X-CSRF-Token": csrf})).status_code == 204
+    await page.get_by_role("link", name="Progress").click()
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_focused()
+    await expect(page.locator(".notice")).to_contain_text("sign in")
+    await expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
