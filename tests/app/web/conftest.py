@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -36,8 +37,10 @@ def streaming_llm() -> Iterator[RunningFakeLLM]:
 
 def web_server(databases: Databases, redis_node: RedisNode, llm: RunningFakeLLM, mail_sink: MailSink,
                tmp: Path, **overrides: str) -> AppServer:
+    # A prompt version of its own keeps the suite's shared answer cache out: every answer here is generated,
+    # so it streams token by token (a cached one arrives at once).
     return start_server(app_env(databases, redis_node, llm, tmp, CHATWIZARD_SMTP_PORT=str(mail_sink.port),
-                                **overrides), tmp)
+                                CHATWIZARD_PROMPT_VERSION=f"web-{uuid.uuid4().hex[:8]}", **overrides), tmp)
 
 
 @pytest.fixture(scope="session")
