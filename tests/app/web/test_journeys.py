@@ -77,6 +77,7 @@ async def test_the_sign_in_screen(web_app: AppServer, page: Page):
     await page.goto(web_app.base_url + "/")
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()  # no session: sign in first
     await expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
+    await expect(page.locator("main")).not_to_contain_text("null")
     await assert_accessible(page)
     await screenshot(page, "sign-in")
 
