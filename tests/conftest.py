@@ -39,7 +39,7 @@ from fakellm.testing import RunningFakeLLM, running_fake_llm
 # The security suite (`pytest -m security`): what the penetration tests check, re-run on every change.
 SECURITY_SUITE = {"test_access", "test_audit", "test_bad_input", "test_cache_privacy", "test_field_encryption",
                   "test_injection", "test_keys", "test_leak", "test_privacy", "test_rate_limits",
-                  "test_schemathesis", "test_security_audit", "test_static_security"}
+                  "test_schemathesis", "test_security_audit", "test_static_security", "test_web_sessions"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

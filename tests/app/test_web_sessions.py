@@ -18,9 +18,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from chatwizard.core.crypto import FieldCipher
-from chatwizard.core.security import SESSION_COOKIE
+from chatwizard.core.security import SESSION_COOKIE, csrf_token
 from chatwizard.estate.mail import MailSink
-from tests.app.test_keys import ask
+from chatwizard.web_sessions.service import start_session
+from tests.app.test_audit import audit_once
+from tests.app.test_keys import ask, closed_at
 from tests.app.test_learning import video_ids
 from tests.conftest import FIELD_KEYS, AppServer
 
@@ -56,6 +58,12 @@ def session_client(server: AppServer, cookie: str, csrf: str | None = None) -> h
     sends them on http too) and, once the page has it, the CSRF token."""
     headers = {"Cookie": f"{SESSION_COOKIE}={cookie}"} | ({"X-CSRF-Token": csrf} if csrf else {})
     return httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=30)
+
+
+async def browser_session(server: AppServer, db: asyncpg.Connection, user_id: Any) -> httpx.AsyncClient:
+    """A signed-in browser of an existing user (a session started as accepting a link starts it)."""
+    session, _ = await start_session(db, user_id, 3600)
+    return session_client(server, session, csrf_token(session))
 
 
 def cookie_of(response: httpx.Response) -> str:
@@ -170,6 +178,16 @@ async def test_a_session_calls_the_api_and_changes_state_only_with_its_csrf_toke
         assert refused.json()["detail"] == "missing or invalid CSRF token"
     assert right.status_code == 201
     assert [p["title"] for p in listed.json()] == [TITLE]  # the refused two made nothing
+    admin = await make_user("admin")
+
+    def theirs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in events if e["actor_user"] == body["user_id"]]
+
+    def both(events: list[dict[str, Any]]) -> bool:
+        return sum(e["occurrences"] for e in theirs(events)) >= 2
+
+    denied = theirs(await audit_once(app_server, admin.key, both, action="csrf_denied"))
+    assert sum(e["occurrences"] for e in denied) == 2 and {e["target"] for e in denied} == {"/v1/paths"}
 
 
 async def test_bearer_requests_need_no_csrf_token_and_win_over_a_cookie(app_server: AppServer,
@@ -271,3 +289,35 @@ async def test_with_the_mail_server_down_an_invitation_is_refused_and_not_kept(
     assert await db.fetchval("SELECT count(*) FROM sign_in_links WHERE email_index = $1", index) == 0
     assert (await invite(app_server, admin.key, email)).status_code == 201  # asked again, it works
     await wait_for_mail(mail_sink, email)
+
+
+async def log_out(server: AppServer, admin_key: str, user: dict[str, Any], cookie: str) -> None:
+    async with session_client(server, cookie, user["csrf_token"]) as browser:
+        assert (await browser.post("/v1/auth/logout")).status_code == 204
+
+
+async def change_tier(server: AppServer, admin_key: str, user: dict[str, Any], cookie: str) -> None:
+    async with server.client(admin_key) as client:
+        assert (await client.patch(f"/v1/admin/users/{user['user_id']}", json={"tier": "pro"})).status_code == 200
+
+
+async def erase(server: AppServer, admin_key: str, user: dict[str, Any], cookie: str) -> None:
+    async with server.client(admin_key) as client:
+        assert (await client.delete(f"/v1/admin/users/{user['user_id']}")).status_code == 204
+
+
+@pytest.mark.parametrize("end", [log_out, change_tier, erase], ids=["logout", "tier", "erased"])
+async def test_an_open_websocket_closes_within_seconds_when_its_session_ends(
+        end, app_server: AppServer, mail_sink: MailSink, make_user):
+    admin = await make_user("admin")
+    user, cookie = await signed_in(app_server, mail_sink, make_user)
+    url = app_server.base_url.replace("http", "ws") + "/v1/chat/ws"
+    headers = {"Cookie": f"{SESSION_COOKIE}={cookie}"}
+    async with connect(url, additional_headers=headers, origin=app_server.base_url) as ws:  # type: ignore[arg-type]
+        assert (await ask(ws, "How do I script a door in Roblox?"))[-1]["type"] == "done"
+        closing = asyncio.create_task(closed_at(ws))
+        await end(app_server, admin.key, user, cookie)
+        stopped = time.time()
+        when, code = await asyncio.wait_for(closing, timeout=15)
+    assert code == 1008
+    assert when - stopped < 3, f"the socket stayed open {when - stopped:.1f} s"
