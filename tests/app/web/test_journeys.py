@@ -107,6 +107,7 @@ async def test_the_answer_streams_in_then_the_videos(web_app: AppServer, learner
     assert (await link.get_attribute("href")).startswith("https://www.youtube.com/watch?v=")
     assert await link.get_attribute("target") == "_blank"
     await expect(first.locator(".reason")).not_to_be_empty()
+    await expect(page.locator(".source")).to_have_text("Written by a language model from the videos below.")
     await expect(page.get_by_label("Your question")).to_be_focused()
     await assert_accessible(page)
     await screenshot(page, "chat")
@@ -122,6 +123,7 @@ async def test_a_conversation_is_continued_from_the_list(web_app: AppServer, lea
     await page.get_by_role("link", name="How do I make a part spin").click()
     await expect(page.get_by_role("heading", name="Continue your conversation")).to_be_visible()
     await expect(page.locator(".question")).to_have_count(1)
+    await expect(page.locator(".answer .source")).to_have_text("Written by a language model from the videos below.")
     await page.get_by_label("Your question").fill("And how do I make it spin faster?")
     await page.get_by_role("button", name="Ask").click()
     await expect(page.locator(".answer-text[aria-busy=false]")).to_be_visible()
