@@ -171,8 +171,10 @@ async def test_marking_a_video_watched_shows_progress(web_app: AppServer, learne
     await page.goto(f"{web_app.base_url}/paths?path={path['id']}")
     await expect(page.get_by_text("0 of 3 watched (0 %)")).to_be_visible()
     first = path["items"][0]["title"]
-    await page.get_by_role("button", name=f'Mark "{first}" watched').click()
+    await page.get_by_role("button", name=f'Mark "{first}" watched').focus()
+    await page.keyboard.press("Enter")
     await expect(page.get_by_text("1 of 3 watched (33 %)")).to_be_visible()
+    await expect(page.locator(".path-item").first.locator(".done")).to_be_focused()  # focus is not lost
     await page.get_by_role("link", name="Progress").click()
     await expect(page.get_by_text("You completed 1 video")).to_be_visible()
     await expect(page.get_by_role("listitem").filter(has_text=first)).to_contain_text("Watched")

@@ -13,7 +13,9 @@ export function watchedButton(videoId, title, ctx, alert, onDone) {
   button.addEventListener("click", async () => {
     try {
       await record(videoId, "complete");
-      button.replaceWith(h("span", { class: "done" }, "Watched"));
+      const done = h("span", { class: "done", tabindex: "-1", "data-video": videoId }, "Watched");
+      button.replaceWith(done);
+      done.focus(); // keyboard focus stays where the button was
       announce(`Marked "${title}" watched.`);
       onDone?.();
     } catch (error) {
