@@ -80,8 +80,16 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
 
 
 @pytest.fixture
-async def page(context: BrowserContext) -> Page:
-    return await context.new_page()
+async def page(context: BrowserContext) -> AsyncIterator[Page]:
+    """A tab that fails its test on any script error or CSP refusal ("Refused to ...") it logged. An API
+    error's status is logged by Chromium too: that one is the journey's to check."""
+    problems: list[str] = []
+    page = await context.new_page()
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error"
+            and not message.text.startswith("Failed to load resource: the server responded") else None)
+    yield page
+    assert problems == []
 
 
 async def assert_accessible(page: Page) -> None:
