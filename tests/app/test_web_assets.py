@@ -96,3 +96,4 @@ async def test_an_unknown_or_stale_asset_is_404(app_server: AppServer):
             missing = await client.get(url)
             assert missing.status_code == 404, url
             assert missing.headers["content-type"] == "application/problem+json"
+            assert missing.headers["cache-control"] == "no-store"  # an edge must not keep the miss

@@ -56,8 +56,8 @@ def encoded(asset: Asset, accept_encoding: str) -> tuple[bytes, str | None]:
 @router.get(STATIC_ROUTE)
 async def static(name: str, request: Request) -> Response:
     asset = bundle().assets.get(name)
-    if asset is None:
-        raise HTTPException(404, detail="no such asset")
+    if asset is None:  # never cached: mid-rollout, another pod (the other release) may have it
+        raise HTTPException(404, detail="no such asset", headers={"Cache-Control": "no-store"})
     body, coding = encoded(asset, request.headers.get("accept-encoding", ""))
     headers = {"Cache-Control": IMMUTABLE, "Vary": "Accept-Encoding"}
     if coding:
