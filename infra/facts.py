@@ -166,13 +166,16 @@ def network_policies(environment: str) -> list[dict[str, Any]]:
 
 def config_patch(environment: str) -> dict[str, Any]:
     """The app's settings that follow from the facts: gunicorn trusts X-Forwarded-For only from the
-    ingress controller's pods, whose addresses the VPC CNI takes from the private subnets."""
-    subnets = ",".join(str(s) for s in load().environments[environment].private_subnets())
+    ingress controller's pods, whose addresses the VPC CNI takes from the private subnets; sign-in mails
+    link to the ingress host, and a browser session's WebSocket must come from it."""
+    facts = load().environments[environment]
+    subnets = ",".join(str(s) for s in facts.private_subnets())
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "chatwizard-config"},
-        "data": {"CHATWIZARD_ENVIRONMENT": environment, "CHATWIZARD_FORWARDED_ALLOW_IPS": subnets},
+        "data": {"CHATWIZARD_ENVIRONMENT": environment, "CHATWIZARD_FORWARDED_ALLOW_IPS": subnets,
+                 "CHATWIZARD_PUBLIC_URL": f"https://{facts.api_hostname}"},
     }
 
 

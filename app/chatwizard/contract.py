@@ -45,7 +45,8 @@ ERRORS: dict[int, tuple[str, str, dict[str, Any]]] = {
                        "type": "string_too_short"}]}),
     429: ("rate limited: retry after `Retry-After` seconds",
           "rate limit exceeded: 100 per 1 hour; retry in 30 s", {"retry_after": 30}),
-    503: ("a dependency (the database) is unavailable: retry after `Retry-After` seconds",
+    503: ("a dependency (the database; for invitations, the mail server) is unavailable: retry after "
+          "`Retry-After` seconds",
           "the database is unavailable; try again shortly", {"retry_after": 5}),
 }
 EXAMPLE_REQUEST_ID = "4f1c2b0e9d8a4c7b8e6f5a4b3c2d1e0f"

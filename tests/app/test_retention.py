@@ -1,5 +1,5 @@
 """`chatwizard retention` deletes chat history and audit rows older than their configured periods, and
-nothing newer."""
+nothing newer; expired browser sessions and sign-in links go at once."""
 
 from __future__ import annotations
 
@@ -42,3 +42,20 @@ async def test_retention_deletes_only_what_is_older_than_the_period(app_server: 
     async with app_server.client(user.key) as client:
         listed = (await client.get("/v1/conversations")).json()
     assert [c["id"] for c in listed] == [recent_id]
+
+
+async def test_retention_deletes_expired_sessions_and_sign_in_links(app_server: AppServer, databases: Databases,
+                                                                   make_user, db):
+    user = await make_user()
+    for ends_in in ("-1 second", "1 hour"):
+        await db.execute("INSERT INTO web_sessions (session_hash, user_id, expires_at) "
+                         f"VALUES ($1, $2, now() + interval '{ends_in}')", uuid.uuid4().bytes, user.id)
+        await db.execute("INSERT INTO sign_in_links (token_hash, kind, tier, user_id, expires_at) "
+                         f"VALUES ($1, 'sign_in', 'free', $2, now() + interval '{ends_in}')", uuid.uuid4().bytes,
+                         user.id)
+    chatwizard = Path(sys.executable).with_name("chatwizard")
+    subprocess.run([chatwizard, "retention"], env=app_server.env, capture_output=True, check=True)
+    for table in ("web_sessions", "sign_in_links"):
+        assert await db.fetchval(f"SELECT count(*) FROM {table} WHERE user_id = $1", user.id) == 1, table
+        assert await db.fetchval(f"SELECT bool_and(expires_at > now()) FROM {table} WHERE user_id = $1",
+                                 user.id), f"{table}: the live row went"

@@ -360,3 +360,14 @@ async def test_chromium_keeps_the_secure_cookie_on_loopback_http_and_hides_it_fr
     assert (cookie["name"], cookie["secure"], cookie["httpOnly"], cookie["sameSite"]) == \
         (SESSION_COOKIE, True, True, "Lax")
     assert (without_token, with_token, after) == (403, 204, 401)
+
+
+async def test_sign_in_links_are_limited_per_address(app_server: AppServer):
+    """Five an hour per e-mail address (CHATWIZARD_RATE_LIMIT_SIGN_IN_MAIL), account or not: no mail bombing."""
+    email = new_email()
+    async with app_server.client() as client:
+        answers = [await client.post("/v1/auth/sign-in-link", json={"email": email}) for _ in range(6)]
+        other = await client.post("/v1/auth/sign-in-link", json={"email": new_email()})
+    assert [a.status_code for a in answers] == [202] * 5 + [429]
+    assert "5 per 1 hour" in answers[-1].json()["detail"] and int(answers[-1].headers["Retry-After"]) > 0
+    assert other.status_code == 202

@@ -142,6 +142,9 @@ def test_overlays_read_the_facts():
             {facts().namespaces["app"]}
         for path, text in generated_files(overlay).items():
             assert path.read_text() == text, f"{path} is stale: run python -m infra.facts"
+        # Sign-in mails link to the host the ingress serves, over https (Secure cookies need it).
+        config = built[("ConfigMap", "chatwizard-config")]["data"]
+        assert config["CHATWIZARD_PUBLIC_URL"] == f"https://{facts().environments[overlay].api_hostname}"
 
 
 def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():

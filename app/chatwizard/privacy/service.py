@@ -126,14 +126,23 @@ RETENTION = {
                      "RETURNING 1) SELECT count(*) FROM gone",
     # The app's role may not delete audit rows itself; this function, run as the owner, may (0005).
     "audit_events": "SELECT audit_purge($1, $2)",
+    # Ended sessions and links past their expiry (used ones too: they expire as well) are of no use.
+    "web_sessions": "WITH gone AS (DELETE FROM web_sessions WHERE id IN (SELECT id FROM web_sessions "
+                    "WHERE expires_at < now() - make_interval(days => $1) LIMIT $2) RETURNING 1) "
+                    "SELECT count(*) FROM gone",
+    "sign_in_links": "WITH gone AS (DELETE FROM sign_in_links WHERE id IN (SELECT id FROM sign_in_links "
+                     "WHERE expires_at < now() - make_interval(days => $1) LIMIT $2) RETURNING 1) "
+                     "SELECT count(*) FROM gone",
 }
+EXPIRED = {"web_sessions", "sign_in_links"}  # gone as soon as they expire
 
 
 async def apply_retention(conn: asyncpg.Connection, chat_days: int, audit_days: int) -> dict[str, int]:
-    """Delete chat history and audit rows older than their periods; return rows deleted per table."""
+    """Delete chat history and audit rows older than their periods, and expired sessions and sign-in links;
+    return rows deleted per table."""
     deleted = {}
     for table, sql in RETENTION.items():
-        days = audit_days if table == "audit_events" else chat_days
+        days = audit_days if table == "audit_events" else 0 if table in EXPIRED else chat_days
         deleted[table] = 0
         while True:
             count = int(await conn.fetchval(sql, days, RETENTION_BATCH))
