@@ -77,6 +77,9 @@ async def redeem_link(conn: asyncpg.Connection, cipher: FieldCipher,
         raise LinkRefused(410, "this link has expired: ask for a new one")
     await conn.execute("UPDATE sign_in_links SET used_at = now(), email = NULL, email_index = NULL "
                        "WHERE id = $1", link["id"])
+    if link["user_id"] is None:  # two invitations to one address accepted at once open one account
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))",
+                           link["email_index"])
     user_id = link["user_id"] or await conn.fetchval("SELECT id FROM users WHERE email_index = $1",
                                                      link["email_index"])
     if user_id is None:  # an invitation's first use makes the account
