@@ -60,7 +60,7 @@ def assert_one_query_finds_the_request(summary: str, request_id: str) -> None:
 def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
     ports = {name: free_port() for name in ("app", "metrics", "postgres", "replica", "redis", "prometheus",
                                             "alertmanager", "postgres-exporter", "redis-exporter",
-                                            "blackbox-exporter", "log-store", "s3")}
+                                            "blackbox-exporter", "log-store", "s3", "edge")}
     args = [CHATWIZARD, "up", "--state-dir", str(tmp_path / "state")]
     args += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
@@ -72,6 +72,8 @@ def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
         assert f"http://127.0.0.1:{ports['app']}/docs" in summary
         assert f"http://127.0.0.1:{ports['prometheus']}" in summary
         assert re.search(r"Demo API key\s+cwk_\w{36}", summary)
+        through_edge = httpx.get(re.search(r"Edge\s+(\S+)", summary)[1] + "/readyz")
+        assert through_edge.status_code == 200 and through_edge.headers["x-cache-status"] == "BYPASS"
         password = tmp_path / "state" / "redis-password"
         assert password.stat().st_mode & 0o777 == 0o600 and password.read_text().strip() not in summary
         with pytest.raises(redis.AuthenticationError):  # Redis refuses a client without the password

@@ -35,15 +35,16 @@ def register(app: typer.Typer) -> None:
         blackbox_exporter_port: int = EstatePorts.blackbox_exporter,
         log_store_port: int = EstatePorts.log_store,
         s3_port: int = EstatePorts.s3,
+        edge_port: int = EstatePorts.edge,
     ) -> None:
-        """Start the whole local estate (Postgres primary + replica, Redis, app, monitoring, log store, backup
-        bucket); Ctrl-C stops it."""
+        """Start the whole local estate (Postgres primary + replica, Redis, app, the edge cache, monitoring,
+        log store, backup bucket); Ctrl-C stops it."""
         from chatwizard.estate.up import run_estate
 
         run_estate(state_dir.resolve(), EstatePorts(
             app_port, metrics_port, postgres_port, replica_port, redis_port, prometheus_port,
             alertmanager_port, postgres_exporter_port, redis_exporter_port, blackbox_exporter_port,
-            log_store_port, s3_port))
+            log_store_port, s3_port, edge_port))
 
 
     @app.command("security-audit")

@@ -23,6 +23,7 @@ class EstatePorts:
     log_store: int = 5434
 
     s3: int = 9400  # the S3 API stand-in holding the backup bucket
+    edge: int = 8080  # nginx caching /static/ in front of the app, as Cloudflare does
 
 
 def free_port() -> int:
