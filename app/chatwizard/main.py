@@ -31,10 +31,12 @@ from chatwizard.policy import authorize
 from chatwizard.privacy.routes import router as privacy_router
 from chatwizard.progress.routes import router as progress_router
 from chatwizard.videos.routes import router as videos_router
+from chatwizard.web.routes import PAGES
+from chatwizard.web.routes import router as web_router
 
 log = structlog.get_logger(__name__)
 ROUTERS = [health_router, chat_router, videos_router, paths_router, progress_router, calendar_router,
-           accounts_router, privacy_router, audit_router]
+           accounts_router, privacy_router, audit_router, web_router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -74,5 +76,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "X-Request-ID"], max_age=600)
-    app.add_middleware(RequestMiddleware, settings=settings)
+    app.add_middleware(RequestMiddleware, settings=settings, pages=PAGES)
     return app

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from chatwizard.audit import service as audit
 from chatwizard.core import metrics
 from chatwizard.core.security import Principal, authenticate
+from chatwizard.web.routes import PAGES, STATIC_ROUTE
 
 Access = Literal["public", "user", "admin", "service"]
 
@@ -53,6 +54,8 @@ ROUTE_POLICY: dict[tuple[str, str], Access] = {
     ("PATCH", "/v1/admin/users/{user_id}"): "admin",
     ("GET", "/v1/admin/audit"): "admin",
     ("POST", "/v1/admin/users/{user_id}/keys"): "admin",
+    # The web app's shell and assets carry no data: the screens fetch it from /v1/* (web/routes.py).
+    **{("GET", page): "public" for page in (*PAGES, STATIC_ROUTE)},
 }
 
 # Key scopes: a key created with scopes may call only the routes under them (within what its tier
@@ -70,7 +73,8 @@ def route_scope(path: str) -> Scope | None:
 
 
 # Probes call these every few seconds from the same addresses; they are cheap and must never see 429.
-UNTHROTTLED = {("GET", "/healthz"), ("GET", "/readyz")}
+# The web app's shell and assets are served from memory, cheaper than counting them in Redis.
+UNTHROTTLED = {("GET", "/healthz"), ("GET", "/readyz"), *(("GET", page) for page in (*PAGES, STATIC_ROUTE))}
 
 ROLE_GRANTS: dict[Access, frozenset[str]] = {
     "user": frozenset({"free", "pro", "admin"}),

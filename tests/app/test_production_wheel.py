@@ -46,6 +46,7 @@ def test_the_wheel_ships_the_service_without_development_tooling(wheel: Path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "chatwizard/cli.py" in names and "chatwizard/main.py" in names
     assert any(n.startswith("chatwizard/migrations/") for n in names)  # package data still ships
+    assert {"chatwizard/web/static/index.html", "chatwizard/web/static/app.js"} <= set(names)  # the web app
     unwanted = [n for n in names if n.startswith(("chatwizard/estate/", "fakellm/", "loadrun/"))
                 or "security_audit" in n]
     assert unwanted == []

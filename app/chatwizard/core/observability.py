@@ -36,6 +36,11 @@ DOCS_CSP = (b"content-security-policy",
             b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
             b"https://fastapi.tiangolo.com https://cdn.redoc.ly; frame-ancestors 'none'")
 DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
+# The web app's pages and assets: its own scripts, styles and images only, plus YouTube's thumbnails.
+PAGE_CSP = (b"content-security-policy",
+            b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https://i.ytimg.com; "
+            b"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+STATIC_PREFIX = "/static/"
 
 
 def init_sentry(settings: Settings) -> None:
@@ -64,9 +69,10 @@ def report_exception(exc: BaseException, request_id: str) -> None:
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, pages: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_body = settings.max_body_bytes
+        self.pages = frozenset(pages)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -92,7 +98,7 @@ class RequestMiddleware:
             await self._error(send, 413, self._too_large_body(request_id), request_id)
             self._observe(scope, 413, started)
             return
-        csp = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else API_CSP
+        csp = self._csp(scope["path"])
         received = 0
 
         async def limited_receive() -> Message:
@@ -133,6 +139,11 @@ class RequestMiddleware:
         finally:
             metrics.HTTP_IN_FLIGHT.dec()
             self._observe(scope, status or 500, started)
+
+    def _csp(self, path: str) -> tuple[bytes, bytes]:
+        if path.startswith(DOCS_PATHS):
+            return DOCS_CSP
+        return PAGE_CSP if path in self.pages or path.startswith(STATIC_PREFIX) else API_CSP
 
     def _too_large_body(self, request_id: str) -> bytes:
         return problem_bytes(413, f"request body too large: at most {self.max_body} bytes", request_id)
