@@ -22,8 +22,9 @@ def test_the_warm_edge_serves_the_assets_from_its_cache_and_faster(app_server: A
     assert set(edge_cold.cache_statuses()) == {"MISS"}
     assert set(edge_warm.cache_statuses()) == {"HIT"}
     assert {a.encoding for load in edge_warm.loads for a in load.assets} == {"br"}
-    # Clearly lower: the far origin's round trips are gone from every asset request.
-    assert reduction([no_edge_cold, no_edge_warm, edge_cold, edge_warm]) > 0.3, (no_edge_warm, edge_warm)
+    # Clearly lower: the far origin's round trip is gone from each level of the page's imports (here ~30 %
+    # less; docs/performance/edge-cache.md has the full run's figures).
+    assert reduction([no_edge_cold, no_edge_warm, edge_cold, edge_warm]) > 0.15, (no_edge_warm, edge_warm)
 
 
 async def test_the_edge_keeps_the_origins_headers_and_never_shares_pages_or_answers(app_server: AppServer,
