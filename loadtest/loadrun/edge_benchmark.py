@@ -5,9 +5,11 @@ Headless Chromium (Debian's, driven by Playwright) loads the page over an emulat
 the origin made far away by a delay proxy (test equipment: this kernel has no netem). Four cases, each
 several runs, every load in a new browser context (the browser's own cache always cold):
 
-- no edge, cold and warm: browser -> delay -> origin. There is no shared cache on this path; "warm" runs
-  come after a priming load, as with the edge, so the pair shows what warming the origin alone gives;
-- edge cold: browser -> nginx -> delay -> origin, nginx's cache emptied before every load;
+- no edge, cold and warm: browser -> learner's latency -> delay -> origin. There is no shared cache on
+  this path; "warm" runs come after a priming load, as with the edge, so the pair shows what warming the
+  origin alone gives;
+- edge cold: browser -> learner's latency -> nginx -> delay -> origin, nginx's cache emptied before
+  every load;
 - edge warm: the same after a priming load: the assets come from nginx's cache.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -141,20 +144,27 @@ def empty_cache(edge: EdgeCache) -> None:
 
 
 def measure(origin: str, page: str, runs: int, delay_ms: float, network: Network) -> list[Case]:
+    """Chromium's emulated latency is a floor per request, not added to what the path already takes (a
+    request to a server 200 ms away still takes 200 ms, not 350): so the learner's own latency is put in
+    as a delay proxy in front of whatever the browser talks to, the edge or the origin, and the emulation
+    adds the link's bandwidth (its latency floor is then met by the path)."""
     host, port = urlsplit(origin).hostname or "127.0.0.1", urlsplit(origin).port or 80
+    last_mile_s = network.latency_ms / 2000  # one way
     cases = [Case(name) for name in ("no edge, cold", "no edge, warm", "edge, cold", "edge, warm")]
-    with DelayProxy((host, port), delay_ms / 1000) as far, sync_playwright() as p:
+    with (DelayProxy((host, port), delay_ms / 1000) as far,
+          DelayProxy(("127.0.0.1", far.port), last_mile_s) as to_origin, sync_playwright() as p):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        direct = f"http://127.0.0.1:{far.port}{page}"
+        direct = f"http://127.0.0.1:{to_origin.port}{page}"
         cases[0].loads = [load_page(browser, direct, network) for _ in range(runs)]
         load_page(browser, direct, network)  # priming: the origin as warm as it gets
         cases[1].loads = [load_page(browser, direct, network) for _ in range(runs)]
-        with edge_in_front(far.port) as edge:
+        with edge_in_front(far.port) as edge, DelayProxy(("127.0.0.1", edge.port), last_mile_s) as to_edge:
+            near = f"http://127.0.0.1:{to_edge.port}{page}"
             for _ in range(runs):
                 empty_cache(edge)
-                cases[2].loads.append(load_page(browser, edge.url + page, network))
-            load_page(browser, edge.url + page, network)  # priming: the assets into the edge's cache
-            cases[3].loads = [load_page(browser, edge.url + page, network) for _ in range(runs)]
+                cases[2].loads.append(load_page(browser, near, network))
+            load_page(browser, near, network)  # priming: the assets into the edge's cache
+            cases[3].loads = [load_page(browser, near, network) for _ in range(runs)]
         browser.close()
     return cases
 
@@ -176,6 +186,21 @@ def figures(cases: list[Case]) -> list[str]:
         statuses = ", ".join(f"{status} {n}" for status, n in sorted(case.cache_statuses().items()))
         lines.append(f"| {case.name} | {static} | {page} | {statuses} |")
     return lines
+
+
+def reading(cases: list[Case]) -> list[str]:
+    """What the figures say, computed from them."""
+    no_edge, cold, warm = (case.summary(lambda load: load.static_ms)[0] for case in cases[1:])
+    lines = [f"The warm edge saves {no_edge - warm:.0f} ms of the assets' {no_edge:.0f} ms (median). What "
+             "it cannot save is the learner's own link to the edge: a round trip to open each connection "
+             "(HTTP/1.1 here: at most six per host, so a seventh asset waits for one of them), a round "
+             "trip per request, and the bandwidth. Only the far origin's share of each goes."]
+    if cold > no_edge:
+        lines.append(f"A cold edge costs {cold - no_edge:.0f} ms more than no edge: each asset crosses an "
+                     "extra hop and the edge opens its own connections to the far origin, one round trip "
+                     "each. Fingerprinted assets stay a year, so a learner meets a cold edge only for the "
+                     "first load of a release in their region.")
+    return [" ".join(lines), ""]
 
 
 def asset_table(load: Load) -> list[str]:
@@ -212,19 +237,27 @@ def report(cases: list[Case], page: str, runs: int, delay_ms: float, network: Ne
         "- *page to last asset*: navigation start to the last asset's last byte, the page's own fetch "
         "included.",
         "",
+        *reading(cases),
         "## Assumptions",
         "",
-        f"- The learner's link: Chromium's DevTools emulation (`Network.emulateNetworkConditions`), "
-        f"{network.name}: {network.latency_ms:.0f} ms latency, {network.down_kbit_s / 1000:g} Mbit/s "
-        f"down, {network.up_kbit_s:.0f} kbit/s up, on every request whoever answers it, the edge "
-        "included (an edge is near the learner, the last mile is the learner's).",
+        f"- The learner's link: {network.name}: {network.latency_ms:.0f} ms round trip, "
+        f"{network.down_kbit_s / 1000:g} Mbit/s down, {network.up_kbit_s:.0f} kbit/s up, to whatever "
+        "answers (the edge sits next to the learner's network; the last mile is the learner's). The "
+        "bandwidth is Chromium's DevTools emulation (`Network.emulateNetworkConditions`, with the same "
+        "latency). Chromium's emulated latency is only a floor per request (a response is held until "
+        "that long after its request), not added to the time the path already takes, so the latency is "
+        "also put in as a delay proxy in front of whatever the browser talks to "
+        f"({network.latency_ms / 2:.0f} ms each way, a new connection one round trip).",
         f"- The origin is far away: a delay proxy (loadtest/loadrun/delay_proxy.py) holds every chunk "
-        f"{delay_ms:.0f} ms in each direction ({2 * delay_ms:.0f} ms round trip, e.g. a learner in "
-        "Sydney and the origin in Frankfurt is ~280 ms) and a new connection one round trip (its TCP "
-        "handshake). No TLS on loopback: a real far origin's TLS handshake adds one more round trip per "
-        "connection, which the edge saves too, so these figures understate the edge's gain.",
+        f"{delay_ms:.0f} ms in each direction between the learner's network (or the edge) and the origin "
+        f"({2 * delay_ms:.0f} ms round trip more, about Frankfurt to São Paulo) and a new connection "
+        "one round trip (its TCP handshake). No TLS on loopback: a real "
+        "far origin's TLS handshake adds one more round trip per connection, which the edge saves too, "
+        "so these figures understate the edge's gain.",
         "- The edge: nginx (chatwizard.estate.edge, the same rules as the Cloudflare cache rules in "
-        "infra/components/edge.py) on loopback, next to the browser; HTTP/1.1 everywhere.",
+        "infra/components/edge.py) on loopback, next to the browser. HTTP/1.1 everywhere, without TLS: "
+        "Cloudflare serves browsers HTTP/2 and HTTP/3, all assets on one connection with no queue behind "
+        "six, which would favour the edge further.",
         "- What the page loads (from the first load of the warm edge case; sizes per asset):",
         "",
         *asset_table(cases[3].loads[0]),
@@ -249,7 +282,8 @@ def main() -> None:
     args = parser.parse_args()
     cases = measure(args.origin, args.page, args.runs, args.delay_ms, MOBILE)
     print("\n".join(figures(cases)))
-    args.out.write_text(report(cases, args.page, args.runs, args.delay_ms, MOBILE, "make edge-benchmark"))
+    command = " ".join(["python -m loadrun.edge_benchmark", *sys.argv[1:]])
+    args.out.write_text(report(cases, args.page, args.runs, args.delay_ms, MOBILE, command))
     print(f"wrote {args.out}")
 
 

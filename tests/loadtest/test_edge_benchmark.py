@@ -22,8 +22,8 @@ def test_the_warm_edge_serves_the_assets_from_its_cache_and_faster(app_server: A
     assert set(edge_cold.cache_statuses()) == {"MISS"}
     assert set(edge_warm.cache_statuses()) == {"HIT"}
     assert {a.encoding for load in edge_warm.loads for a in load.assets} == {"br"}
-    # Clearly lower: the far origin's round trip is gone from each level of the page's imports (here ~30 %
-    # less; docs/performance/edge-cache.md has the full run's figures).
+    # Clearly lower: the far origin's round trip is gone from each level of the page's imports
+    # (docs/performance/edge-cache.md has a full run's figures).
     assert reduction([no_edge_cold, no_edge_warm, edge_cold, edge_warm]) > 0.15, (no_edge_warm, edge_warm)
 
 
