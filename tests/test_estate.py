@@ -60,7 +60,7 @@ def assert_one_query_finds_the_request(summary: str, request_id: str) -> None:
 def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
     ports = {name: free_port() for name in ("app", "metrics", "postgres", "replica", "redis", "prometheus",
                                             "alertmanager", "postgres-exporter", "redis-exporter",
-                                            "blackbox-exporter", "log-store", "s3", "edge")}
+                                            "blackbox-exporter", "log-store", "smtp", "s3", "edge")}
     args = [CHATWIZARD, "up", "--state-dir", str(tmp_path / "state")]
     args += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}

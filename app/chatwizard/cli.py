@@ -8,7 +8,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -265,6 +265,26 @@ def keys_revoke(key_id: UUID) -> None:
         typer.echo("no such active key", err=True)
         raise typer.Exit(1)
     typer.echo("revoked")
+
+
+@app.command()
+def invite(
+    email: Annotated[str, typer.Argument(help="the learner's e-mail address")],
+    tier: Annotated[Literal["free", "pro", "admin"], typer.Option(help="the account's tier")] = "free",
+) -> None:
+    """Mail an invitation link (the account is made when it is first used): the first admin, operators."""
+    from chatwizard.core.mail import MailUnavailable
+    from chatwizard.web_sessions import service
+
+    try:
+        invitation = with_services(lambda s: service.invite(s, email, tier, None))
+    except service.LinkRefused as refused:
+        typer.echo(f"error: {refused.detail}", err=True)
+        raise typer.Exit(1) from None
+    except MailUnavailable as failure:
+        typer.echo(f"error: the mail server is unavailable ({failure}); no invitation was made", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"invited {email} ({tier}); the link works until {invitation['expires_at'].isoformat()}")
 
 
 @app.command()

@@ -27,12 +27,17 @@ SECURITY_SCHEME = {
 }
 # Per status: what it means on any route, and an example detail (with the extension members it carries).
 ERRORS: dict[int, tuple[str, str, dict[str, Any]]] = {
-    401: ("no API key, or one that is invalid, revoked or expired (the detail says which)",
+    400: ("the request cannot be used as it is (the detail says why)",
+          "this link is not valid: check that it was copied whole, or ask for a new one", {}),
+    401: ("no API key or session cookie, or one that is invalid, revoked or expired (the detail says which)",
           "API key revoked", {}),
-    403: ("the key's role or scopes do not allow this route, or the key asked for is wider than it",
+    403: ("the key's role or scopes do not allow this route, the key asked for is wider than it, or a "
+          "session's request lacks its X-CSRF-Token",
           "this API key's scopes do not include 'paths'", {}),
     404: ("no such object, or not yours", "no such learning path", {}),
     409: ("conflicts with the current state", "a user with this email already exists", {}),
+    410: ("gone: used already or expired (the detail says which)",
+          "this link has been used already: ask for a new sign-in link", {}),
     413: ("the request body is too large", "request body too large: at most 65536 bytes", {}),
     422: ("invalid input: `errors` lists each problem and where",
           "the request is invalid (1 problem; see errors)",

@@ -33,10 +33,11 @@ from chatwizard.progress.routes import router as progress_router
 from chatwizard.videos.routes import router as videos_router
 from chatwizard.web.routes import PAGES
 from chatwizard.web.routes import router as web_router
+from chatwizard.web_sessions.routes import router as web_sessions_router
 
 log = structlog.get_logger(__name__)
 ROUTERS = [health_router, chat_router, videos_router, paths_router, progress_router, calendar_router,
-           accounts_router, privacy_router, audit_router, web_router]
+           accounts_router, privacy_router, audit_router, web_sessions_router, web_router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -7,6 +7,7 @@ rules (your own conversations, paths, ...) are enforced in each domain's queries
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException
@@ -54,6 +55,12 @@ ROUTE_POLICY: dict[tuple[str, str], Access] = {
     ("PATCH", "/v1/admin/users/{user_id}"): "admin",
     ("GET", "/v1/admin/audit"): "admin",
     ("POST", "/v1/admin/users/{user_id}/keys"): "admin",
+    ("POST", "/v1/admin/invitations"): "admin",
+    # Browser sign-in (web_sessions/): the public two are rate-limited per address (and per e-mail address).
+    ("POST", "/v1/auth/sign-in-link"): "public",
+    ("POST", "/v1/auth/accept"): "public",
+    ("GET", "/v1/session"): "user",
+    ("POST", "/v1/auth/logout"): "user",
     # The web app's shell and assets carry no data: the screens fetch it from /v1/* (web/routes.py).
     **{("GET", page): "public" for page in (*PAGES, STATIC_ROUTE)},
 }
@@ -64,7 +71,7 @@ Scope = Literal["chat", "videos", "paths", "progress", "calendar", "account", "a
 SCOPE_PREFIXES: tuple[tuple[str, Scope], ...] = (
     ("/v1/chat", "chat"), ("/v1/conversations", "chat"), ("/v1/videos", "videos"), ("/v1/paths", "paths"),
     ("/v1/progress", "progress"), ("/v1/calendar", "calendar"), ("/v1/admin", "admin"),
-    ("/v1/me", "account"), ("/v1/keys", "account"),
+    ("/v1/me", "account"), ("/v1/keys", "account"), ("/v1/session", "account"), ("/v1/auth", "account"),
 )
 
 
@@ -122,6 +129,7 @@ async def authorize(connection: HTTPConnection) -> None:
                                principal=principal, target=path)
         raise
     await services.activity.seen(principal.user_id)
+    await check_csrf(connection, principal, path)
     if access is None or principal.tier not in ROLE_GRANTS[access]:
         metrics.AUTHZ_DENIALS.labels(path).inc()
         await audit.record(services, "authz_denied", "denied", connection=connection, principal=principal,
@@ -133,6 +141,22 @@ async def authorize(connection: HTTPConnection) -> None:
         await audit.record(services, "scope_denied", "denied", connection=connection, principal=principal,
                            target=path, detail={"needs": scope})
         raise HTTPException(403, detail=f"this API key's scopes do not include '{scope}'")
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def check_csrf(connection: HTTPConnection, principal: Principal, path: str) -> None:
+    """A browser session's state-changing request must carry its CSRF token (another site's page can make
+    the browser send the cookie, but cannot read the token); API keys are never sent by a browser alone."""
+    if principal.csrf_token is None or connection.scope.get("method") not in UNSAFE_METHODS:
+        return
+    sent = connection.headers.get("x-csrf-token", "")
+    if secrets.compare_digest(sent.encode(), principal.csrf_token.encode()):
+        return
+    await audit.record(connection.app.state.services, "csrf_denied", "denied", connection=connection,
+                       principal=principal, target=path)
+    raise HTTPException(403, detail="missing or invalid CSRF token")
 
 
 async def count_question(connection: HTTPConnection, principal: Principal) -> None:

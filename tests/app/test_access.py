@@ -1,4 +1,5 @@
-"""Every route is in the access table, and the table holds: 401 without a key, 403 for the wrong role.
+"""Every route is in the access table, and the table holds: 401 without a key or session, 403 for the wrong
+role (by key or by browser session).
 
 The route list comes from the app itself, so a new route without a declared policy fails here.
 (Object-level checks, 404 for other users' objects, are tested per domain: chat, paths, keys...)"""
@@ -11,8 +12,10 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from chatwizard.core.security import SESSION_COOKIE
 from chatwizard.main import create_app
 from chatwizard.policy import ROLE_GRANTS, ROUTE_POLICY
+from tests.app.test_web_sessions import browser_session
 from tests.conftest import AppServer
 
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
@@ -56,19 +59,24 @@ async def test_protected_routes_refuse_requests_without_a_valid_key(app_server: 
         missing = await client.request(method, concrete(path), json={})
         forged = await client.request(method, concrete(path), json={},
                                       headers={"Authorization": "Bearer cwk_" + "B" * 36})
+        forged_session = await client.request(method, concrete(path), json={},
+                                              headers={"Cookie": f"{SESSION_COOKIE}={'C' * 43}"})
     assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
-    assert forged.status_code == 401
+    assert forged.status_code == 401 and forged_session.status_code == 401
 
 
 @pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if ROUTE_POLICY[r] in ("admin", "service")],
                          ids=lambda v: v)
-async def test_operator_routes_refuse_other_roles(app_server: AppServer, make_user, method, path):
+async def test_operator_routes_refuse_other_roles(app_server: AppServer, make_user, db, method, path):
     for tier in ("free", "pro"):
         assert tier not in ROLE_GRANTS[ROUTE_POLICY[(method, path)]]
         user = await make_user(tier)
         async with app_server.client(user.key) as client:
             response = await client.request(method, concrete(path), json={})
         assert response.status_code == 403, f"{tier} reached {method} {path}"
+        async with await browser_session(app_server, db, user.id) as browser:
+            by_session = await browser.request(method, concrete(path), json={})
+        assert by_session.status_code == 403, f"a {tier} session reached {method} {path}"
 
 
 async def test_admin_reaches_admin_routes(app_server: AppServer, make_user):

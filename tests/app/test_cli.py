@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from chatwizard.estate.mail import MailSink
+from tests.app.test_web_sessions import accept, link_in, new_email, wait_for_mail
 from tests.conftest import AppServer, Databases
 
 CHATWIZARD = str(Path(sys.executable).with_name("chatwizard"))
@@ -20,7 +22,8 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_help_lists_the_operator_commands():
     out = subprocess.run([CHATWIZARD, "--help"], capture_output=True, text=True).stdout
-    for command in ("up", "serve", "migrate", "ingest", "seed", "keys", "catalogue", "retention", "reencrypt"):
+    for command in ("up", "serve", "migrate", "ingest", "seed", "keys", "catalogue", "retention", "reencrypt",
+                    "invite"):
         assert command in out
     keys = subprocess.run([CHATWIZARD, "keys", "--help"], capture_output=True, text=True).stdout
     assert all(c in keys for c in ("create", "list", "revoke"))
@@ -50,6 +53,17 @@ def test_keys_create_list_revoke(app_server: AppServer, databases: Databases):
     again = httpx.get(f"{app_server.base_url}/v1/me", headers={"Authorization": f"Bearer {key}"})
     assert again.status_code == 401 and "revoked" in again.text
     assert "revoked" in cli(app_server.env, "keys", "list", "--email", email).stdout
+
+
+async def test_invite_mails_a_link_that_makes_the_first_admin(app_server: AppServer, mail_sink: MailSink):
+    email = new_email()
+    invited = cli(app_server.env, "invite", email, "--tier", "admin")
+    assert invited.returncode == 0, invited.stderr
+    assert f"invited {email} (admin)" in invited.stdout
+    response = await accept(app_server, link_in(await wait_for_mail(mail_sink, email))[2])
+    assert response.status_code == 200 and response.json()["tier"] == "admin"
+    again = cli(app_server.env, "invite", email)
+    assert again.returncode == 1 and "already has an account" in again.stderr
 
 
 def test_sample_catalogue_generation_is_reproducible(tmp_path: Path):

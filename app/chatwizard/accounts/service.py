@@ -206,7 +206,10 @@ async def revoke_key(services: Services, user_id: UUID | None, key_id: UUID) -> 
 
 
 async def change_tier(services: Services, user_id: UUID, tier: str) -> dict[str, Any] | None:
-    """Set a user's tier; their keys' cached lookups are dropped so the new role applies at once."""
+    """Set a user's tier; their keys' cached lookups are dropped so the new role applies at once, and their
+    browser sessions end (a new role, a new session: they sign in again)."""
+    from chatwizard.web_sessions.service import end_user_sessions  # it builds on this module
+
     async def change(conn: asyncpg.Connection) -> dict[str, Any] | None:
         previous = await conn.fetchval("SELECT tier FROM users WHERE id = $1 FOR UPDATE", user_id)
         if previous is None:
@@ -215,10 +218,12 @@ async def change_tier(services: Services, user_id: UUID, tier: str) -> dict[str,
             f"UPDATE users SET tier = $2 WHERE id = $1 RETURNING {USER_COLUMNS}", user_id, tier)
         hashes = [r["key_hash"] for r in await conn.fetch("SELECT key_hash FROM api_keys WHERE user_id = $1",
                                                           user_id)]
-        return {"previous": previous, "user": services.cipher.readable(user, "users"), "hashes": hashes}
+        return {"previous": previous, "user": services.cipher.readable(user, "users"), "hashes": hashes,
+                "sessions": await end_user_sessions(conn, user_id)}
 
     changed = await services.db.write(change)
     if changed is not None:
         for key_hash in changed.pop("hashes"):
             await services.cache.delete(key_cache(key_hash))
+        await services.cache.delete(*changed.pop("sessions"))
     return changed

@@ -29,7 +29,7 @@ PREFIX = "enc:"
 NONCE_BYTES = 12
 # Encrypted columns as table.column, which is also the associated data bound to their values.
 ENCRYPTED_COLUMNS = ("users.email", "conversations.title", "messages.content", "learning_paths.title",
-                     "calendar_sessions.title")
+                     "calendar_sessions.title", "sign_in_links.email")
 NO_RING = ("CHATWIZARD_FIELD_KEYS is not set: personal data is never stored unencrypted; make a ring "
            "with `chatwizard field-key v1` (the local estate keeps one in .estate/field-keys)")
 

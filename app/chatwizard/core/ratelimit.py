@@ -92,6 +92,7 @@ class RateLimiter:
         }
         self.anonymous = parse(settings.rate_limit_anonymous)
         self.auth_failures = parse(settings.rate_limit_auth_failures)
+        self.sign_in_mail = parse(settings.rate_limit_sign_in_mail)
 
     async def hit(self, item: RateLimitItem, *identity: str) -> Verdict:
         if not self.cache.available:

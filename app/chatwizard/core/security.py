@@ -5,6 +5,10 @@ the style of GitHub's tokens: the prefix lets secret scanners find leaked keys, 
 refuse typos and random guesses without touching the database. Only SHA-256 of a key is stored;
 a high-entropy key needs no slow hash.
 
+Browsers authenticate with a session cookie instead (web_sessions/): ``authenticate`` accepts either,
+and a Bearer key wins when both come. A cookie session's CSRF token is derived from the cookie's value
+(an HMAC keyed by it), so it is never stored and only a page that was told it can send it.
+
 Which role each route needs lives in one table, ``chatwizard.policy.ROUTE_POLICY``; a route missing
 from it is refused at run time and fails the route-matrix test.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import re
 import secrets
 import zlib
@@ -69,9 +74,11 @@ def display_hint(key: str) -> str:
 class Principal:
     user_id: UUID
     tier: str
-    key_id: UUID
+    key_id: UUID | None  # None: a browser session
     scopes: tuple[str, ...]
     expires_at: datetime | None = None
+    session_hash: bytes | None = None  # set for a browser (cookie) session, with its CSRF token
+    csrf_token: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -89,7 +96,15 @@ _AUTH_MESSAGES = {
     "unknown": "invalid API key",
     "revoked": "API key revoked",
     "expired": "API key expired",
+    "no_session": "no browser session: sign in (this endpoint does not answer for an API key)",
+    "session_unknown": "your session has ended: sign in again",
+    "session_expired": "your session has expired: sign in again",
 }
+SESSION_COOKIE = "__Host-chatwizard_session"  # __Host-: Secure, Path=/, no Domain, so no subdomain sets it
+
+
+def csrf_token(session: str) -> str:
+    return hmac.new(session.encode(), b"chatwizard csrf", hashlib.sha256).hexdigest()
 
 
 def bearer_key(connection: HTTPConnection) -> str | None:
@@ -115,6 +130,8 @@ async def authenticate(connection: HTTPConnection) -> Principal:
     from chatwizard.accounts import service as accounts
 
     key = bearer_key(connection)
+    if key is None and (session := connection.cookies.get(SESSION_COOKIE)):
+        return await authenticate_session(connection, session)
     if key is None:
         raise unauthorized("missing")
     if not well_formed(key):
@@ -131,16 +148,52 @@ async def authenticate(connection: HTTPConnection) -> Principal:
     return principal
 
 
+def same_origin(connection: HTTPConnection) -> bool:
+    public = connection.app.state.services.settings.public_url
+    return secrets.compare_digest(connection.headers.get("origin", "").encode(), public.encode())
+
+
+async def authenticate_session(connection: HTTPConnection, session: str) -> Principal:
+    """Resolve a session cookie to a principal. A browser sends its cookies with any site's WebSocket
+    (no CORS there), so a cookie WebSocket must come from the app's own page."""
+    from chatwizard.web_sessions import service as sessions
+
+    if connection.scope["type"] == "websocket" and not same_origin(connection):
+        metrics.AUTH_FAILURES.labels("foreign_origin").inc()
+        raise HTTPException(403, detail="a browser session may open this WebSocket only from the app's page")
+    services = connection.app.state.services
+    record = await sessions.lookup_session(services, hash_secret(session))
+    if record is None:
+        raise unauthorized("session_unknown")
+    if sessions.expired(record, services.settings):
+        raise unauthorized("session_expired")
+    await sessions.touch(services, record)
+    principal = Principal(record["user_id"], record["tier"], None, (), record["expires_at"],
+                          hash_secret(session), csrf_token(session))
+    connection.state.principal = principal
+    return principal
+
+
+def lookup_cache(connection: HTTPConnection) -> str:
+    """The cache entry whose deletion means the connection's credential may have stopped working."""
+    from chatwizard.accounts import service as accounts
+    from chatwizard.web_sessions import service as sessions
+
+    session_hash = connection.state.principal.session_hash
+    if session_hash is not None:
+        return sessions.session_cache(session_hash)
+    return accounts.key_cache(hash_secret(bearer_key(connection) or ""))
+
+
 async def until_key_stops(connection: HTTPConnection) -> str:
-    """Wait while the connection's key keeps working, and return why it stopped (revoked, expired, gone).
+    """Wait while the connection's key (or session) keeps working, and return why it stopped (revoked,
+    expired, gone, logged out).
 
     For long-lived connections (WebSockets): the key is checked again whenever its lookup entry is deleted
     in any process (revocation, rotation, erasure, a tier change: a pub/sub delivery away) and when it
     expires; each check refreshes ``connection.state.principal``."""
-    from chatwizard.accounts import service as accounts
-
     services = connection.app.state.services
-    with services.cache.watch(accounts.key_cache(hash_secret(bearer_key(connection) or ""))) as changed:
+    with services.cache.watch(lookup_cache(connection)) as changed:
         while True:
             expires_at = connection.state.principal.expires_at
             timeout = None if expires_at is None else (expires_at - datetime.now(UTC)).total_seconds()

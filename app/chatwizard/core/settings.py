@@ -91,6 +91,23 @@ class Settings(BaseSettings):
 
     cors_origins: list[str] = Field([], description="browser origins allowed to call the API")
 
+    # Browser sign-in (web_sessions/): links in mail point here, and a cookie's WebSocket must come from it.
+    public_url: str = Field("http://127.0.0.1:8000", pattern=r"^https?://[^/]+$",
+                            description="the address learners open (scheme://host[:port], no path)")
+    invitation_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long an invitation link works")
+    sign_in_link_ttl_s: int = Field(15 * 60, ge=60, le=3600, description="how long a sign-in link works")
+    session_lifetime_s: int = Field(7 * 24 * 3600, ge=60, description="a browser session's absolute lifetime")
+    session_idle_s: int = Field(24 * 3600, ge=1, description="a browser session ends after this long unused")
+    rate_limit_sign_in_mail: str = Field("5/hour", description="sign-in mails per e-mail address")
+    # Mail (core/mail.py): the local estate runs an SMTP sink on this port (estate/mail.py).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(8025, ge=1, le=65535)
+    smtp_sender: str = Field("Chat Wizard <no-reply@chatwizard.localhost>", description="the From header")
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS (production)")
+    smtp_timeout_s: float = Field(10.0, gt=0)
+
     # Caches.
     cache_answer_ttl_s: int = 24 * 3600
     cache_search_ttl_s: int = 3600

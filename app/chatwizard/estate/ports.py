@@ -21,6 +21,7 @@ class EstatePorts:
     redis_exporter: int = 9121
     blackbox_exporter: int = 9115
     log_store: int = 5434
+    smtp: int = 8025  # the mail sink (estate/mail.py): CHATWIZARD_SMTP_PORT's default
 
     s3: int = 9400  # the S3 API stand-in holding the backup bucket
     edge: int = 8080  # nginx caching /static/ in front of the app, as Cloudflare does

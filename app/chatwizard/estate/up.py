@@ -24,6 +24,7 @@ from chatwizard.core.settings import APP_DB_LOGIN
 from chatwizard.estate.backup import BackupSchedule, BackupStore, S3StandIn, enable_archiving
 from chatwizard.estate.edge import EdgeCache
 from chatwizard.estate.logs import REQUEST_QUERY, LogStore, start_log_shipping
+from chatwizard.estate.mail import MailSink
 from chatwizard.estate.monitoring import Targets, start_monitoring
 from chatwizard.estate.ports import EstatePorts
 from chatwizard.estate.postgres import PostgresNode
@@ -53,6 +54,9 @@ def app_environment(ports: EstatePorts, primary_dsn: str, replica_dsn: str, redi
         "CHATWIZARD_REPLICA_URL": replica_dsn,
         "CHATWIZARD_REDIS_URL": redis_url,
         "CHATWIZARD_METRICS_MULTIPROC_DIR": str(state_dir / "metrics"),
+        "CHATWIZARD_PUBLIC_URL": f"http://127.0.0.1:{ports.app}",
+        "CHATWIZARD_SMTP_HOST": "127.0.0.1",
+        "CHATWIZARD_SMTP_PORT": str(ports.smtp),
         # No proxy in front of the laptop's app: a client's X-Forwarded-For is never believed.
         "CHATWIZARD_FORWARDED_ALLOW_IPS": "",
     }
@@ -146,6 +150,9 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             redis = RedisNode(state_dir / "redis", ports.redis, password=password_file(state_dir))
             redis.start()
             stops.insert(0, ("redis", redis.stop))
+            mail = MailSink(state_dir / "mail", ports.smtp)
+            mail.start()
+            stops.insert(0, ("mail sink", mail.stop))
             # Migrations run as the owner and (re)set the app's login; the app runs as that login, with
             # only the chatwizard_app role's grants, as in production. Trust auth here: any password.
             password = secrets.token_urlsafe(24)
@@ -168,7 +175,7 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             stops[:0] = start_monitoring(state_dir / "monitoring", ports, targets)
             write_env(state_dir, base, primary.dsn, replica.dsn, f"http://127.0.0.1:{ports.prometheus}",
                       f"http://127.0.0.1:{ports.alertmanager}")
-            print_summary(base, edge.url, ports, key, primary.dsn, replica.dsn, state_dir, logs, store)
+            print_summary(base, edge.url, ports, key, primary.dsn, replica.dsn, state_dir, logs, store, mail)
             schedule.start()
             while app.poll() is None:
                 time.sleep(1)
@@ -189,7 +196,7 @@ def say(line: str) -> None:
 
 
 def print_summary(base: str, edge: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str,
-                  state_dir: Path, logs: LogStore, backups: BackupStore) -> None:
+                  state_dir: Path, logs: LogStore, backups: BackupStore, mail: MailSink) -> None:
     one_request = REQUEST_QUERY.replace("$1", "'<X-Request-Id>'")
     lines = [
         "",
@@ -204,6 +211,7 @@ def print_summary(base: str, edge: str, ports: EstatePorts, key: str, primary_ds
         f"  Postgres       {primary_dsn}  (primary, as the owner)",
         f"                 {replica_dsn}  (read replica)",
         f"                 the app logs in as {APP_DB_LOGIN}, with only the chatwizard_app role's grants",
+        f"  Mail           smtp://{mail.host}:{mail.port}, each message kept in {mail.folder} (one .eml)",
         f"  Redis          redis://127.0.0.1:{ports.redis}/0  (password in {state_dir}/redis-password)",
         f"  Prometheus     http://127.0.0.1:{ports.prometheus}  (alerts: /alerts)",
         f"  Alertmanager   http://127.0.0.1:{ports.alertmanager}",

@@ -22,6 +22,7 @@ from chatwizard.core.activity import LAST_SEEN, STARTED
 from chatwizard.core.crypto import FieldCipher
 from chatwizard.core.ratelimit import KEY_PREFIX
 from chatwizard.core.services import Services
+from chatwizard.web_sessions.service import end_user_sessions
 
 # The sections holding field-encrypted columns, and their tables.
 ENCRYPTED_SECTIONS = {"account": "users", "conversations": "conversations", "messages": "messages",
@@ -71,16 +72,20 @@ async def erase(services: Services, user_id: UUID) -> bool:
     keys = await services.db.write(lambda c: c.fetch(
         "SELECT key_hash FROM api_keys WHERE user_id = $1", user_id))
 
-    async def delete(conn: asyncpg.Connection) -> bool:
-        deleted = bool(await conn.fetchval("DELETE FROM users WHERE id = $1 RETURNING true", user_id))
-        if deleted:
-            await audit.forget(conn, user_id)
-        return deleted
+    async def delete(conn: asyncpg.Connection) -> list[str] | None:
+        """The user's sessions' cache entries (None if there was no such user)."""
+        sessions = await end_user_sessions(conn, user_id)
+        await conn.execute("DELETE FROM sign_in_links WHERE email_index = "
+                           "(SELECT email_index FROM users WHERE id = $1)", user_id)
+        if not await conn.fetchval("DELETE FROM users WHERE id = $1 RETURNING true", user_id):
+            return None
+        await audit.forget(conn, user_id)
+        return sessions
 
-    deleted = await services.db.write(delete)
-    if not deleted:
+    sessions = await services.db.write(delete)
+    if sessions is None:
         return False
-    await _erase_redis(services, str(user_id), [f"cw:key:{k['key_hash'].hex()}" for k in keys])
+    await _erase_redis(services, str(user_id), [f"cw:key:{k['key_hash'].hex()}" for k in keys] + sessions)
     return True
 
 

@@ -21,7 +21,7 @@ STATIC_ROUTE = STATIC_PREFIX + "{name}"  # what the edge caches (core/edge.py)
 async def page(request: Request) -> Response:
     shell = bundle()
     headers = {"Cache-Control": PAGE_CACHE_CONTROL, "ETag": shell.shell_etag}
-    if request.headers.get("if-none-match") == shell.shell_etag:
+    if shell.shell_etag in request.headers.get("if-none-match", "").replace("W/", "").split(", "):
         return Response(status_code=304, headers=headers)
     return Response(shell.shell, media_type="text/html; charset=utf-8", headers=headers)
 

@@ -90,5 +90,5 @@ export function describe(error) {
   if (!(error instanceof ApiError)) return "Something went wrong. Reload the page and try again.";
   if (error.status === 429) return `You have made too many requests. Try again in ${waitText(error.retryAfter)}.`;
   if (error.status === 503) return `Chat Wizard is busy right now. Try again in ${waitText(error.retryAfter)}.`;
-  return error.detail;
+  return error.message;
 }

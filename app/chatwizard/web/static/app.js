@@ -31,7 +31,7 @@ const ctx = {
   },
   // Shows an error where the screen's alert line is; an ended session goes back to sign-in.
   fail(alert, error) {
-    if (error instanceof ApiError && error.status === 401 && ctx.session) return ctx.signedOut(error.detail);
+    if (error instanceof ApiError && error.status === 401 && ctx.session) return ctx.signedOut(error.message);
     alert.textContent = describe(error);
     if (!(error instanceof ApiError)) console.error(error);
   },

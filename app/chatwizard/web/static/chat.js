@@ -13,7 +13,9 @@ export function watchedButton(videoId, title, ctx, alert, onDone) {
   button.addEventListener("click", async () => {
     try {
       await record(videoId, "complete");
-      button.replaceWith(h("span", { class: "done" }, "Watched"));
+      const done = h("span", { class: "done", tabindex: "-1", "data-video": videoId }, "Watched");
+      button.replaceWith(done);
+      done.focus(); // keyboard focus stays where the button was
       announce(`Marked "${title}" watched.`);
       onDone?.();
     } catch (error) {
@@ -41,13 +43,25 @@ function videoList(videos, ctx, alert) {
   return h("ul", { class: "videos", "aria-label": "Recommended videos" }, videos.map((v) => videoCard(v, ctx, alert)));
 }
 
+// Who wrote the answer is always said (docs/user-guide.md).
+const SOURCES = {
+  openai: "Written by a language model from the videos below.",
+  local: "Composed from the catalogue: no language model is set up.",
+  fallback: "The language model was unavailable just now; the videos are still the right ones.",
+};
+
+function source(kind, saved = true) {
+  return h("p", { class: "meta source" }, SOURCES[kind] ?? "", saved ? "" : " Not saved in your history.");
+}
+
 function question(text) {
   return h("li", { class: "question" }, h("p", { class: "who" }, "You asked"), h("p", {}, text));
 }
 
 function answer(message, ctx, alert) {
   return h("li", { class: "answer" }, h("p", { class: "who" }, "Chat Wizard"),
-    h("p", { class: "answer-text" }, message.content), message.videos.length ? videoList(message.videos, ctx, alert) : null);
+    h("p", { class: "answer-text" }, message.content), source(message.answer_source),
+    message.videos.length ? videoList(message.videos, ctx, alert) : null);
 }
 
 async function ask(text, state, ctx, alert, transcript) {
@@ -57,9 +71,12 @@ async function ask(text, state, ctx, alert, transcript) {
   for await (const { event, data } of stream("/v1/chat/stream", { question: text, conversation_id: state.id })) {
     if (event === "token") live.append(data.text);
     else if (event === "videos") item.append(videoList(data, ctx, alert));
-    else if (event === "done" && data.conversation_id) {
-      state.id = data.conversation_id;
-      history.replaceState(null, "", `/chat?conversation=${state.id}`);
+    else if (event === "done") {
+      live.after(source(data.answer_source, data.saved));
+      if (data.conversation_id) {
+        state.id = data.conversation_id;
+        history.replaceState(null, "", `/chat?conversation=${state.id}`);
+      }
     }
   }
   live.setAttribute("aria-busy", "false");

@@ -22,7 +22,7 @@ export function field(label, control, hint) {
 // Every screen: its heading (focused on arrival) and an alert line for errors.
 export function screen(main, title, ...content) {
   const alert = h("p", { class: "alert", role: "alert" });
-  main.replaceChildren(h("h1", { tabindex: "-1" }, title), alert, ...content);
+  main.replaceChildren(h("h1", { tabindex: "-1" }, title), alert, ...content.filter(Boolean));
   document.title = `${title} · Chat Wizard`;
   return alert;
 }

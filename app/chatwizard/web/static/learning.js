@@ -128,7 +128,7 @@ export async function progress(main, ctx) {
   const summary = h("p", { class: "lead" });
   const list = h("ul", { class: "cards" });
   const alert = screen(main, "Your progress", summary, list);
-  const draw = async () => {
+  const draw = async (focusVideo) => {
     const data = await api("GET", "/v1/progress");
     summary.textContent = `You completed ${data.completed} video${data.completed === 1 ? "" : "s"} `
       + `and watched ${minutes(data.watched_s)} in all.`;
@@ -137,8 +137,9 @@ export async function progress(main, ctx) {
       h("a", { href: youtube(v.video_id), target: "_blank", rel: "noopener noreferrer" }, v.title,
         h("span", { class: "visually-hidden" }, " (opens YouTube in a new tab)")),
       h("p", { class: "meta" }, `${minutes(v.position_s)} of ${minutes(v.duration_s)} watched`),
-      v.completed_at ? h("span", { class: "done" }, "Watched")
-        : watchedButton(v.video_id, v.title, ctx, alert, () => draw().catch((e) => ctx.fail(alert, e))))));
+      v.completed_at ? h("span", { class: "done", tabindex: "-1", "data-video": v.video_id }, "Watched")
+        : watchedButton(v.video_id, v.title, ctx, alert, () => draw(v.video_id).catch((e) => ctx.fail(alert, e))))));
+    if (focusVideo) list.querySelector(`[data-video="${CSS.escape(focusVideo)}"]`)?.focus();
   };
   await draw();
 }
