@@ -55,7 +55,8 @@ loadtest: deps
 	  --think-scale $(THINK_SCALE)
 
 # The web app's static-asset load time with and without the edge cache (nginx standing in for Cloudflare),
-# in headless Chromium on an emulated phone link with the origin far away; needs the estate up (`make up`).
+# in headless Chromium on two emulated learner links (phone, desktop) with the origin far away; needs the
+# estate up (`make up`).
 # Rewrites docs/performance/edge-cache.md (figures, assumptions). RUNS=n loads per case.
 edge-benchmark: deps
 	$(BIN)/python -m loadrun.edge_benchmark $(if $(RUNS),--runs $(RUNS))

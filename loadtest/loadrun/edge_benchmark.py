@@ -1,9 +1,10 @@
 """The static-asset load time of the web app's page with and without the edge cache (`make edge-benchmark`,
 with the estate up: `make up`). Writes docs/performance/edge-cache.md.
 
-Headless Chromium (Debian's, driven by Playwright) loads the page over an emulated learner network, with
-the origin made far away by a delay proxy (test equipment: this kernel has no netem). Four cases, each
-several runs, every load in a new browser context (the browser's own cache always cold):
+Headless Chromium (Debian's, driven by Playwright) loads the page over each learner network of PROFILES
+(a phone on Slow 4G, a desktop on a fast link), with the origin made far away by a delay proxy (test
+equipment: this kernel has no netem). Four cases per network, each several runs, every load in a new
+browser context (the browser's own cache always cold):
 
 - no edge, cold and warm: browser -> learner's latency -> delay -> origin. There is no shared cache on
   this path; "warm" runs come after a priming load, as with the edge, so the pair shows what warming the
@@ -46,6 +47,7 @@ class Network:
     """Chromium's DevTools network emulation of the learner's own link (to whichever server answers)."""
 
     name: str
+    source: str  # where the figures come from
     latency_ms: float
     down_kbit_s: float
     up_kbit_s: float
@@ -55,8 +57,14 @@ class Network:
                 "uploadThroughput": self.up_kbit_s * 125}  # bytes per second
 
 
-# Lighthouse's mobile profile ("Slow 4G", what PageSpeed Insights scores phones on): a learner on a phone.
-MOBILE = Network("mobile (Lighthouse's Slow 4G)", latency_ms=150, down_kbit_s=1600, up_kbit_s=750)
+# Lighthouse's throttling presets (core/config/constants.js), what PageSpeed Insights scores pages on.
+MOBILE = Network("a phone on Slow 4G", "Lighthouse's mobile preset, mobileSlow4G", latency_ms=150,
+                 down_kbit_s=1600, up_kbit_s=750)
+DESKTOP = Network("a desktop on a fast fixed or 4G link",
+                  "Lighthouse's desktop preset, desktopDense4G (a dense 4G network's 25th percentile); it "
+                  "names one throughput, so the upload rate, half of it, is ours (the requests are a few "
+                  "hundred bytes)", latency_ms=40, down_kbit_s=10240, up_kbit_s=5120)
+PROFILES = (MOBILE, DESKTOP)
 
 # Static assets' Resource Timing entries, in the page: when each was fetched and how big it was.
 RESOURCES_JS = f"""() => performance.getEntriesByType("resource")
@@ -169,6 +177,12 @@ def measure(origin: str, page: str, runs: int, delay_ms: float, network: Network
     return cases
 
 
+def round_trip_bound(network: Network, delay_ms: float) -> float:
+    """The most a cache can save of a load that is round-trip bound: the far origin's share of each round
+    trip (the learner's own link stays)."""
+    return 2 * delay_ms / (network.latency_ms + 2 * delay_ms)
+
+
 def reduction(cases: list[Case]) -> float:
     """How much less the warm edge's median static-asset load time is than the warm origin's."""
     def median(case: Case) -> float:
@@ -212,24 +226,64 @@ def asset_table(load: Load) -> list[str]:
     return lines
 
 
-def report(cases: list[Case], page: str, runs: int, delay_ms: float, network: Network, command: str) -> str:
-    cut = reduction(cases)
+@dataclass(frozen=True)
+class Profile:
+    """One learner network's four cases."""
+
+    network: Network
+    cases: list[Case]
+
+
+def percent(fraction: float) -> str:
+    return f"{fraction * 100:.0f} %"
+
+
+def headline(profile: Profile) -> str:
+    cut = reduction(profile.cases)
     verdict = "met" if cut >= BAR else "not met"
+    return (f"- **{profile.network.name} ({profile.network.latency_ms:.0f} ms round trip): the bar is "
+            f"{verdict}**: the warm edge's median is {percent(cut)} below the warm origin's.")
+
+
+def bound_sentence(profiles: list[Profile], delay_ms: float) -> str:
+    """The round-trip bound per profile, and where it puts the bar out of any cache's reach."""
+    origin = f"{2 * delay_ms:.0f} ms"
+    bound = {p.network.name: round_trip_bound(p.network, delay_ms) for p in profiles}
+    bounds = ", ".join(f"{percent(fraction)} for {name}" for name, fraction in bound.items())
+    out_of_reach = [name for name, fraction in bound.items() if fraction < BAR]
+    sentence = (f"When the load is round-trip bound, an edge can save at most the far origin's share of each "
+                f"round trip, {origin} / (the learner's round trip + {origin}): {bounds}")
+    if not out_of_reach:
+        return sentence + "; the bar is within reach on every link measured here."
+    return (sentence + f"; for {' and '.join(out_of_reach)} the bar is out of any cache's reach, it can only "
+            "be met where the learner's own link is short compared with the distance to the origin.")
+
+
+def profile_section(profile: Profile) -> list[str]:
+    network = profile.network
+    return [f"### {network.name[0].upper()}{network.name[1:]}", "",
+            f"{network.latency_ms:.0f} ms round trip, {network.down_kbit_s / 1000:g} Mbit/s down, "
+            f"{network.up_kbit_s / 1000:g} Mbit/s up ({network.source}).", "",
+            *figures(profile.cases), "", *reading(profile.cases)]
+
+
+def report(profiles: list[Profile], page: str, runs: int, delay_ms: float, command: str) -> str:
     return "\n".join([
         "# Edge cache: static-asset load time",
         "",
         f"Generated by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
         "(loadtest/loadrun/edge_benchmark.py): every figure below is measured, none typed in.",
         "",
-        f"**The seed's bar (70 % less static-asset load time with the edge cache) is {verdict}: the warm "
-        f"edge's median is {cut:.0%} below the warm origin's.**",
+        "The seed's bar: 70 % less static-asset load time with the edge cache. Per learner link:",
+        "",
+        *(headline(profile) for profile in profiles),
+        "",
+        bound_sentence(profiles, delay_ms),
         "",
         "## Figures",
         "",
         f"`{page}` in headless Chromium, {runs} loads per case, each in a new browser context (the browser's "
         "own cache always cold).",
-        "",
-        *figures(cases),
         "",
         "- *static-asset load time*: from the first `/static/` request's start to the last `/static/` "
         "response's last byte (Resource Timing API: `startTime`, `responseEnd`). The page itself is not "
@@ -237,17 +291,16 @@ def report(cases: list[Case], page: str, runs: int, delay_ms: float, network: Ne
         "- *page to last asset*: navigation start to the last asset's last byte, the page's own fetch "
         "included.",
         "",
-        *reading(cases),
+        *(line for profile in profiles for line in profile_section(profile)),
         "## Assumptions",
         "",
-        f"- The learner's link: {network.name}: {network.latency_ms:.0f} ms round trip, "
-        f"{network.down_kbit_s / 1000:g} Mbit/s down, {network.up_kbit_s:.0f} kbit/s up, to whatever "
-        "answers (the edge sits next to the learner's network; the last mile is the learner's). The "
-        "bandwidth is Chromium's DevTools emulation (`Network.emulateNetworkConditions`, with the same "
-        "latency). Chromium's emulated latency is only a floor per request (a response is held until "
-        "that long after its request), not added to the time the path already takes, so the latency is "
-        "also put in as a delay proxy in front of whatever the browser talks to "
-        f"({network.latency_ms / 2:.0f} ms each way, a new connection one round trip).",
+        "- The learner's link, to whatever answers (the edge sits next to the learner's network; the last "
+        "mile is the learner's): the round trip and rates of each profile above. The bandwidth is "
+        "Chromium's DevTools emulation (`Network.emulateNetworkConditions`, with the same latency). "
+        "Chromium's emulated latency is only a floor per request (a response is held until that long after "
+        "its request), not added to the time the path already takes, so the latency is also put in as a "
+        "delay proxy in front of whatever the browser talks to (half the round trip each way, a new "
+        "connection one round trip).",
         f"- The origin is far away: a delay proxy (loadtest/loadrun/delay_proxy.py) holds every chunk "
         f"{delay_ms:.0f} ms in each direction between the learner's network (or the edge) and the origin "
         f"({2 * delay_ms:.0f} ms round trip more, about Frankfurt to São Paulo) and a new connection "
@@ -258,9 +311,13 @@ def report(cases: list[Case], page: str, runs: int, delay_ms: float, network: Ne
         "infra/components/edge.py) on loopback, next to the browser. HTTP/1.1 everywhere, without TLS: "
         "Cloudflare serves browsers HTTP/2 and HTTP/3, all assets on one connection with no queue behind "
         "six, which would favour the edge further.",
-        "- What the page loads (from the first load of the warm edge case; sizes per asset):",
+        "- The page preloads every module it imports (`<link rel=\"modulepreload\">`, generated from the "
+        "asset manifest), so the browser asks for all assets at once instead of one import level per "
+        "round trip.",
+        "- What the page loads (from the first load of the first profile's warm edge case; sizes per "
+        "asset):",
         "",
-        *asset_table(cases[3].loads[0]),
+        *asset_table(profiles[0].cases[3].loads[0]),
         "",
         "## Reproduce",
         "",
@@ -280,10 +337,12 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=100, help="one way, browser or edge to origin")
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args()
-    cases = measure(args.origin, args.page, args.runs, args.delay_ms, MOBILE)
-    print("\n".join(figures(cases)))
+    profiles = []
+    for network in PROFILES:
+        profiles.append(Profile(network, measure(args.origin, args.page, args.runs, args.delay_ms, network)))
+        print(network.name, *figures(profiles[-1].cases), sep="\n")
     command = " ".join(["python -m loadrun.edge_benchmark", *sys.argv[1:]])
-    args.out.write_text(report(cases, args.page, args.runs, args.delay_ms, MOBILE, command))
+    args.out.write_text(report(profiles, args.page, args.runs, args.delay_ms, command))
     print(f"wrote {args.out}")
 
 
