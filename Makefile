@@ -7,7 +7,7 @@ APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages.txt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: up test lint deps apt loadtest soak db-docs security-audit clean drill gameday release-drill \
-	deploy-preview deploy smoke-remote rollout-status launch-loadtest
+	deploy-preview deploy smoke-remote rollout-status launch-loadtest edge-benchmark
 
 up: deps
 	$(BIN)/chatwizard up
@@ -53,6 +53,13 @@ THINK_SCALE ?= 4
 loadtest: deps
 	$(BIN)/python -m loadrun --scenario $(SCENARIO) --users $(USERS) --ramp $(RAMP) --hold $(HOLD) \
 	  --think-scale $(THINK_SCALE)
+
+# The web app's static-asset load time with and without the edge cache (nginx standing in for Cloudflare),
+# in headless Chromium on two emulated learner links (phone, desktop) with the origin far away; needs the
+# estate up (`make up`).
+# Rewrites docs/performance/edge-cache.md (figures, assumptions). RUNS=n loads per case.
+edge-benchmark: deps
+	$(BIN)/python -m loadrun.edge_benchmark $(if $(RUNS),--runs $(RUNS))
 
 # Memory over time: 45 minutes at a steady load; the report's RSS trend per hour is fitted over the last 30.
 soak: deps

@@ -71,7 +71,7 @@ def assert_sign_in_mail_lands_in_the_mail_folder(app: str, folder: Path) -> None
 def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
     ports = {name: free_port() for name in ("app", "metrics", "postgres", "replica", "redis", "prometheus",
                                             "alertmanager", "postgres-exporter", "redis-exporter",
-                                            "blackbox-exporter", "log-store", "s3", "smtp")}
+                                            "blackbox-exporter", "log-store", "smtp", "s3", "edge")}
     args = [CHATWIZARD, "up", "--state-dir", str(tmp_path / "state")]
     args += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
@@ -85,6 +85,8 @@ def test_up_prints_a_working_curl_and_stops_cleanly(tmp_path: Path):
         assert re.search(r"Demo API key\s+cwk_\w{36}", summary)
         assert f"Mail           smtp://127.0.0.1:{ports['smtp']}" in summary
         assert_sign_in_mail_lands_in_the_mail_folder(f"http://127.0.0.1:{ports['app']}", tmp_path / "state" / "mail")
+        through_edge = httpx.get(re.search(r"Edge\s+(\S+)", summary)[1] + "/readyz")
+        assert through_edge.status_code == 200 and through_edge.headers["x-cache-status"] == "BYPASS"
         password = tmp_path / "state" / "redis-password"
         assert password.stat().st_mode & 0o777 == 0o600 and password.read_text().strip() not in summary
         with pytest.raises(redis.AuthenticationError):  # Redis refuses a client without the password

@@ -1,7 +1,8 @@
 """Cloudflare in front of the API: proxied DNS, TLS full (strict) to an Origin CA certificate, TLS 1.2+,
 HTTPS only with HSTS, HTTP/2 and HTTP/3, the Cloudflare managed and OWASP WAF rulesets, a per-address
-rate limit in front of /v1, and cache rules: static assets and thumbnails long at the edge, the
-authenticated API never.
+rate limit in front of /v1, and cache rules: the web app's fingerprinted assets (/static/) for as long
+as the origin says (a year, immutable), pages, the API and the calendar feeds never (thumbnails are on
+YouTube's CDN, not ours).
 
 Every environment shares one zone, and Cloudflare keeps one entry-point ruleset per phase per zone
 (https://developers.cloudflare.com/ruleset-engine/about/phases/): were each stack to declare its own, the
@@ -17,6 +18,7 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 import pulumi_tls as tls
 
+from chatwizard.core.edge import STATIC_PREFIX
 from infra.facts import Environment
 
 TYPE = "chatwizard:infra:Edge"
@@ -25,8 +27,6 @@ TYPE = "chatwizard:infra:Edge"
 CLOUDFLARE_MANAGED_RULESET = "efb7b8c949ac4650a09736fc376e9aee"
 OWASP_CORE_RULESET = "4814384a9e5d4991b9815dcfc25d2f1f"
 HSTS_MAX_AGE_S = 31_536_000
-STATIC_EDGE_TTL_S = 30 * 86_400
-STATIC_BROWSER_TTL_S = 86_400
 ZONE_SETTINGS = {
     "ssl": "strict",
     "min_tls_version": "1.2",
@@ -142,28 +142,9 @@ class Edge(pulumi.ComponentResource):
             phase="http_request_cache_settings",
             name="Cache rules",
             opts=child,
-            rules=[
-                {
-                    "action": "set_cache_settings",
-                    "description": "static assets and thumbnails",
-                    "expression": f'{api} and (starts_with(http.request.uri.path, "/static/") or '
-                    f'starts_with(http.request.uri.path, "/thumbnails/"))',
-                    "action_parameters": {
-                        "cache": True,
-                        "edge_ttl": {"mode": "override_origin", "default": STATIC_EDGE_TTL_S},
-                        "browser_ttl": {"mode": "override_origin", "default": STATIC_BROWSER_TTL_S},
-                    },
-                },
-                # Last, so it wins: answers to API keys are per user and must never be shared.
-                {
-                    "action": "set_cache_settings",
-                    "description": "never cache the API",
-                    "expression": f'{api} and (starts_with(http.request.uri.path, "/v1/") or '
-                    f'starts_with(http.request.uri.path, "/calendar/"))',
-                    "action_parameters": {"cache": False},
-                },
-            ],
+            rules=cache_rules(api),
         )
+
     def _origin_certificate(self, name: str, hostnames: list[str]) -> None:
         """The origin's certificate for full (strict) TLS, signed by Cloudflare's Origin CA."""
         child = pulumi.ResourceOptions(parent=self)
@@ -185,3 +166,37 @@ class Edge(pulumi.ComponentResource):
         )
         self.origin_certificate_pem = certificate.certificate
         self.origin_private_key_pem = key.private_key_pem
+
+
+def path_starts(prefix: str) -> str:
+    return f'starts_with(http.request.uri.path, "{prefix}")'
+
+
+def cache_rules(hosts: str) -> list[dict]:
+    """Every rule that matches a request applies, later ones over earlier ones (Cloudflare's cache rules).
+    Assets: the origin's `public, max-age=31536000, immutable` decides, at the edge and in browsers.
+    Cloudflare keys its cache by the compressed variant itself: of all Vary values it honours
+    `Vary: Accept-Encoding` (which the origin sends), so a gzip-only client never gets brotli."""
+    static = f'starts_with(http.request.uri.path, "{STATIC_PREFIX}")'
+    return [
+        {
+            "action": "set_cache_settings",
+            "description": "fingerprinted static assets: as long as the origin says (a year, immutable)",
+            "expression": f"{hosts} and {static}",
+            "action_parameters": {
+                "cache": True,
+                "edge_ttl": {"mode": "respect_origin"},
+                "browser_ttl": {"mode": "respect_origin"},
+                "origin_cache_control": True,
+                "cache_key": {"cache_deception_armor": True},
+            },
+        },
+        # Pages, the API and the calendar feeds: sessions' and keys' answers are per user, never shared;
+        # pages must pick up a release at once. Cloudflare would not cache them by default either.
+        {
+            "action": "set_cache_settings",
+            "description": "never cache anything else: pages, the API, the calendar feeds",
+            "expression": f"{hosts} and not {static}",
+            "action_parameters": {"cache": False},
+        },
+    ]

@@ -41,6 +41,18 @@ def test_an_import_cycle_is_refused():
                "b.js": 'import {} from "./a.js";'})
 
 
+def test_the_shell_preloads_every_module_its_script_imports_by_its_fingerprinted_name():
+    deep = SOURCES | {"index.html": '<script type="module" src="/static/main.js"></script>',
+                      "util.js": 'import { y } from "./deeper.js";\nexport function x() { y(); }',
+                      "deeper.js": "export function y() {}", "unused.js": "export function z() {}"}
+    built = build(deep)
+    shell = built.shell.decode()
+    preloaded = re.findall(r'<link rel="modulepreload" href="/static/([^"]+)">', shell)
+    assert sorted(n.split(".")[0] for n in preloaded) == ["deeper", "util"]  # not the script, nor unused.js
+    assert set(preloaded) <= set(built.assets)
+    assert shell.index("modulepreload") < shell.index("<script")
+
+
 @pytest.mark.parametrize(("header", "expected"), [
     ("gzip, deflate, br", {"gzip", "deflate", "br"}), ("br;q=0, gzip", {"gzip"}), ("gzip;q=0.5", {"gzip"}),
     ("", set()), ("identity", {"identity"}),
@@ -59,6 +71,15 @@ async def test_every_page_is_the_shell_revalidated_each_time_under_the_page_csp(
     assert page.headers["content-security-policy"] == PAGE_CSP
     assert "<script>" not in page.text and " style=" not in page.text  # nothing inline for the CSP to block
     assert again.status_code == 304 and again.content == b""
+
+
+async def test_the_app_shell_preloads_every_module_but_its_script(app_server: AppServer):
+    async with app_server.client() as client:
+        shell = (await client.get("/")).text
+    (script,) = re.findall(r'<script type="module" src="(/static/[^"]+)">', shell)
+    preloaded = re.findall(r'<link rel="modulepreload" href="(/static/[^"]+)">', shell)
+    modules = {url for url in asset_urls(shell) if url.endswith(".js")}
+    assert sorted(preloaded) == sorted(modules - {script}) and len(preloaded) >= 5
 
 
 async def test_the_api_keeps_its_own_csp(app_server: AppServer):

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from chatwizard.core.edge import STATIC_CACHE_CONTROL, STATIC_MAX_AGE_S
 from infra.facts import load as facts
 
 from .conftest import Stack, declared
@@ -268,6 +269,37 @@ def test_each_zone_phase_and_setting_has_exactly_one_owner():
             ruleset = next(r for r in owner.of_type("cloudflare:index/ruleset:Ruleset") if r["inputs"]["phase"] == phase)
             assert any(f'"{env.api_hostname}"' in rule["expression"] for rule in ruleset["inputs"]["rules"]), (env, phase)
     assert rules
+
+
+def edge_caches(rules: list[dict], host: str, path: str) -> dict | None:
+    """What Cloudflare does with a request: the last matching rule's settings win (None: no rule matches).
+    The rules' expressions are read as Python, which their few operators translate to one for one."""
+    settings = None
+    for rule in rules:
+        expression = re.sub(r'starts_with\(http\.request\.uri\.path, ("[^"]*")\)', r"path.startswith(\1)",
+                            rule["expression"])
+        expression = re.sub(r'\{("[^}]*")\}', lambda m: "{" + m.group(1).replace('" "', '", "') + "}", expression)
+        expression = expression.replace("http.host", "host").replace(" eq ", " == ")
+        if eval(expression, {}, {"host": host, "path": path}):  # our own rules, in a test
+            settings = rule["actionParameters"]
+    return settings
+
+
+def test_the_edge_caches_the_assets_and_never_pages_or_the_api():
+    """Fingerprinted assets are cached for as long as the origin says (a year, immutable); pages, the API and
+    the calendar feeds never, on every environment's hostname."""
+    owner = declared(facts().cloudflare_zone_owner)
+    (cache,) = [r for r in owner.of_type("cloudflare:index/ruleset:Ruleset")
+                if r["inputs"]["phase"] == "http_request_cache_settings"]
+    rules = cache["inputs"]["rules"]
+    assert STATIC_MAX_AGE_S >= 365 * 86_400 and "immutable" in STATIC_CACHE_CONTROL
+    for env in facts().environments.values():
+        asset = edge_caches(rules, env.api_hostname, "/static/app.3f9c2a1b.js")
+        assert asset is not None and asset["cache"] is True, env
+        assert asset["edgeTtl"] == asset["browserTtl"] == {"mode": "respect_origin"}, env
+        for path in ("/", "/sign-in", "/chat", "/v1/session", "/v1/chat", "/calendar/feed.ics", "/v1/static/x"):
+            assert edge_caches(rules, env.api_hostname, path) == {"cache": False}, (env, path)
+    assert edge_caches(rules, "elsewhere.example", "/static/app.3f9c2a1b.js") is None
 
 
 # --- 5. The origin admits Cloudflare only, and only Cloudflare's word on the client counts -------------

@@ -34,17 +34,20 @@ def register(app: typer.Typer) -> None:
         redis_exporter_port: int = EstatePorts.redis_exporter,
         blackbox_exporter_port: int = EstatePorts.blackbox_exporter,
         log_store_port: int = EstatePorts.log_store,
-        s3_port: int = EstatePorts.s3,
         smtp_port: int = EstatePorts.smtp,
+        s3_port: int = EstatePorts.s3,
+        edge_port: int = EstatePorts.edge,
     ) -> None:
-        """Start the whole local estate (Postgres primary + replica, Redis, app, monitoring, log store, backup
-        bucket, mail sink); Ctrl-C stops it."""
+        """Start the whole local estate (Postgres primary + replica, Redis, app, the edge cache, monitoring,
+        log store, backup bucket); Ctrl-C stops it."""
         from chatwizard.estate.up import run_estate
 
-        run_estate(state_dir.resolve(), EstatePorts(
-            app_port, metrics_port, postgres_port, replica_port, redis_port, prometheus_port,
-            alertmanager_port, postgres_exporter_port, redis_exporter_port, blackbox_exporter_port,
-            log_store_port, s3_port, smtp_port))
+        run_estate(state_dir.resolve(), EstatePorts(  # by name: a field added in between cannot shift them
+            app=app_port, metrics=metrics_port, primary=postgres_port, replica=replica_port, redis=redis_port,
+            prometheus=prometheus_port, alertmanager=alertmanager_port,
+            postgres_exporter=postgres_exporter_port, redis_exporter=redis_exporter_port,
+            blackbox_exporter=blackbox_exporter_port, log_store=log_store_port, smtp=smtp_port, s3=s3_port,
+            edge=edge_port))
 
 
     @app.command("security-audit")

@@ -24,6 +24,7 @@ class EstatePorts:
 
     s3: int = 9400  # the S3 API stand-in holding the backup bucket
     smtp: int = 8025  # the mail sink (estate/mail.py): CHATWIZARD_SMTP_PORT's default
+    edge: int = 8080  # nginx caching /static/ in front of the app, as Cloudflare does
 
 
 def free_port() -> int:

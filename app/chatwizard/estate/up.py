@@ -1,8 +1,9 @@
 """``chatwizard up``: the whole estate on one laptop, on embedded defaults, stopped by Ctrl-C.
 
 Postgres primary + streaming replica and Redis come from wheels; migrations and the sample
-catalogue are applied on first start; the app runs under gunicorn; Prometheus, Alertmanager, the
-exporters and the log shipper (syslog-ng, into a PostgreSQL log store) join from Debian packages.
+catalogue are applied on first start; the app runs under gunicorn; nginx (the edge cache's stand-in),
+Prometheus, Alertmanager, the exporters and the log shipper (syslog-ng, into a PostgreSQL log store) join
+from Debian packages.
 Data stays in the state folder between runs.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from chatwizard.core.crypto import new_key_entry
 from chatwizard.core.settings import APP_DB_LOGIN
 from chatwizard.estate.backup import BackupSchedule, BackupStore, S3StandIn, enable_archiving
+from chatwizard.estate.edge import EdgeCache
 from chatwizard.estate.logs import REQUEST_QUERY, LogStore, start_log_shipping
 from chatwizard.estate.mail import MailSink
 from chatwizard.estate.monitoring import Targets, start_monitoring
@@ -165,12 +167,15 @@ def run_estate(state_dir: Path, ports: EstatePorts | None = None) -> None:
             stops.insert(0, ("app", lambda: stop_process(app)))
             base = f"http://127.0.0.1:{ports.app}"
             wait_ready(f"{base}/readyz", app)
+            edge = EdgeCache(state_dir / "edge", ports.edge, f"127.0.0.1:{ports.app}")
+            edge.start()
+            stops.insert(0, ("edge cache (nginx)", edge.stop))
             targets = Targets(f"127.0.0.1:{ports.metrics}", base, primary.dsn, f"127.0.0.1:{ports.redis}",
                               key, webhook_url=None, redis_password=redis.password)
             stops[:0] = start_monitoring(state_dir / "monitoring", ports, targets)
             write_env(state_dir, base, primary.dsn, replica.dsn, f"http://127.0.0.1:{ports.prometheus}",
                       f"http://127.0.0.1:{ports.alertmanager}")
-            print_summary(base, ports, key, primary.dsn, replica.dsn, state_dir, logs, store, mail)
+            print_summary(base, edge.url, ports, key, primary.dsn, replica.dsn, state_dir, logs, store, mail)
             schedule.start()
             while app.poll() is None:
                 time.sleep(1)
@@ -190,7 +195,7 @@ def say(line: str) -> None:
         print(line, flush=True)
 
 
-def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str,
+def print_summary(base: str, edge: str, ports: EstatePorts, key: str, primary_dsn: str, replica_dsn: str,
                   state_dir: Path, logs: LogStore, backups: BackupStore, mail: MailSink) -> None:
     one_request = REQUEST_QUERY.replace("$1", "'<X-Request-Id>'")
     lines = [
@@ -198,6 +203,8 @@ def print_summary(base: str, ports: EstatePorts, key: str, primary_dsn: str, rep
         "Chat Wizard is up (sample catalogue: generated data, not real YouTube videos).",
         f"  App            {base}",
         f"  API docs       {base}/docs",
+        f"  Edge           {edge}  (nginx in front of the app, caching /static/ as Cloudflare does: "
+        "X-Cache-Status)",
         f"  Readiness      {base}/readyz",
         f"  Metrics        http://127.0.0.1:{ports.metrics}/metrics",
         f"  Demo API key   {key}",

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from chatwizard.core.edge import PAGE_CACHE_CONTROL, STATIC_CACHE_CONTROL, STATIC_PREFIX
 from chatwizard.web.assets import Asset, bundle
 
 router = APIRouter(include_in_schema=False)
 
 PAGES = ("/", "/sign-in", "/invite", "/chat", "/conversations", "/paths", "/progress", "/calendar",
          "/privacy", "/admin")
-STATIC_ROUTE = "/static/{name}"
-IMMUTABLE = "public, max-age=31536000, immutable"
+STATIC_ROUTE = STATIC_PREFIX + "{name}"  # what the edge caches (core/edge.py)
 
 
 async def page(request: Request) -> Response:
     shell = bundle()
-    headers = {"Cache-Control": "no-cache", "ETag": shell.shell_etag}
+    headers = {"Cache-Control": PAGE_CACHE_CONTROL, "ETag": shell.shell_etag}
     if shell.shell_etag in request.headers.get("if-none-match", "").replace("W/", "").split(", "):
         return Response(status_code=304, headers=headers)
     return Response(shell.shell, media_type="text/html; charset=utf-8", headers=headers)
@@ -59,7 +59,7 @@ async def static(name: str, request: Request) -> Response:
     if asset is None:  # never cached: mid-rollout, another pod (the other release) may have it
         raise HTTPException(404, detail="no such asset", headers={"Cache-Control": "no-store"})
     body, coding = encoded(asset, request.headers.get("accept-encoding", ""))
-    headers = {"Cache-Control": IMMUTABLE, "Vary": "Accept-Encoding"}
+    headers = {"Cache-Control": STATIC_CACHE_CONTROL, "Vary": "Accept-Encoding"}
     if coding:
         headers["Content-Encoding"] = coding
     return Response(body, media_type=asset.content_type, headers=headers)
