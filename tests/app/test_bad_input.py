@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from chatwizard.web.routes import PAGES
 from tests.conftest import AppServer
 
 UNKNOWN = str(uuid.uuid4())
@@ -13,6 +14,9 @@ MALFORMED = b'{"question": "unterminated'
 
 # (method, path, body) -> expected status and a fragment the message must contain.
 CASES = [
+    # an asset no release has (a stale or made-up name)
+    ("GET", "/static/app.000000000000.js", None, 404, "no such asset"),
+    ("GET", "/static/..%2Fsettings.py", None, 404, "Not Found"),  # no way out of the assets
     # malformed JSON
     ("POST", "/v1/chat", MALFORMED, 422, "JSON"),
     ("POST", "/v1/chat/stream", MALFORMED, 422, "JSON"),
@@ -111,7 +115,8 @@ ADMIN_CASES = [
 NO_INPUT = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/paths"), ("GET", "/v1/progress"),
             ("GET", "/v1/calendar/sessions"), ("POST", "/v1/calendar/feed"), ("DELETE", "/v1/calendar/feed"),
             ("GET", "/v1/me"), ("GET", "/v1/keys"), ("GET", "/v1/me/export"), ("DELETE", "/v1/me"),
-            ("GET", "/v1/session"), ("POST", "/v1/auth/logout")}
+            ("GET", "/v1/session"), ("POST", "/v1/auth/logout"),
+            *(("GET", page) for page in PAGES)}  # the one HTML shell: it reads nothing of the request
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "message"), CASES,

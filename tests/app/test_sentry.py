@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import brotli
 import httpx
 import pytest
 import sentry_sdk
@@ -24,8 +25,8 @@ class Collector(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
+        coding = self.headers.get("Content-Encoding")  # the SDK sends brotli when the module is there
+        body = brotli.decompress(body) if coding == "br" else gzip.decompress(body) if coding == "gzip" else body
         Collector.envelopes.append(body)
         self.send_response(200)
         self.end_headers()
