@@ -34,6 +34,12 @@ class Environment:
     api_hostname: str
     dashboard_hostname: str
     edge_rate_limit_per_minute: int
+    mail_domain: str
+
+    @property
+    def mail_sender(self) -> str:
+        """The From of invitations and sign-in links: the only address the SMTP credentials may send as."""
+        return f"no-reply@{self.mail_domain}"
 
     def subnets(self) -> list[IPv4Network]:
         return list(self.vpc_cidr.subnets(new_prefix=self.vpc_cidr.prefixlen + SUBNET_PREFIX_STEP))
@@ -76,6 +82,7 @@ def load() -> Facts:
             api_hostname=values["api_hostname"],
             dashboard_hostname=values["dashboard_hostname"],
             edge_rate_limit_per_minute=int(values["edge_rate_limit_per_minute"]),
+            mail_domain=values["mail_domain"],
         )
         for name, values in raw["environments"].items()
     }
@@ -143,9 +150,9 @@ def network_policies(environment: str) -> list[dict[str, Any]]:
                 to_pgbouncer,
                 {"to": data_subnets, "ports": _tcp(ports["redis"])},  # ElastiCache
                 dns,
-                {  # OpenAI and Sentry over HTTPS only
+                {  # OpenAI and Sentry over HTTPS; Amazon SES's SMTP interface (invitations, sign-in links)
                     "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
-                    "ports": _tcp(ports["https"]),
+                    "ports": _tcp(ports["https"], ports["smtp_submission"]),
                 },
             ],
         ),

@@ -11,6 +11,7 @@ from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.database import Database, DatabaseArgs, ca_bundle
 from infra.components.edge import Edge, EdgeArgs
 from infra.components.logging import Logging, LoggingArgs
+from infra.components.mail import Mail, MailArgs
 from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.notifications import Notifications, NotificationsArgs
@@ -135,6 +136,16 @@ def build(config: StackConfig) -> None:
             zone_environments=list(facts.environments.values()) if owns_zone else None,
         ),
     )
+    mail = Mail(
+        name,
+        MailArgs(
+            zone_id=config.cloudflare_zone_id,
+            environment=config.facts,
+            region=region,
+            port=facts.ports["smtp_submission"],
+            tags=tags,
+        ),
+    )
     monitoring = Monitoring(
         name,
         MonitoringArgs(
@@ -171,7 +182,8 @@ def build(config: StackConfig) -> None:
             app_db_password=config.secret("app_db_password"),
             redis_host=cache.endpoint,
             redis_auth_token=config.secret("redis_auth_token"),
-            app_secrets=config.app_secrets(),
+            app_secrets={**config.app_secrets(), "CHATWIZARD_SMTP_PASSWORD": mail.password},
+            app_config=mail.settings,
             tls_certificate=edge.origin_certificate_pem,
             tls_key=edge.origin_private_key_pem,
             rds_ca_bundle=rds_ca_bundle,

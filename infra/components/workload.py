@@ -46,6 +46,9 @@ PGBOUNCER_HOST = f"pgbouncer.{NAMESPACE}.svc"
 PGBOUNCER_CA_PATH = "/etc/chatwizard/pgbouncer-ca/ca.crt"  # mounted by k8s/base from pgbouncer-tls
 RDS_CA_PATH = f"/etc/chatwizard/rds-ca/{CA_BUNDLE_FILE}"  # mounted by k8s/base/migrate-job.yaml from rds-ca
 MIGRATE_JOB = "chatwizard-migrate"
+# The app's non-secret settings. A changed SMTP login comes with a new password in chatwizard-secrets,
+# whose digest rolls the pods.
+APP_CONFIG = "chatwizard-config"
 APP_IMAGE = "chatwizard"  # the image name the manifests use; kustomize and this component replace it
 
 
@@ -61,6 +64,8 @@ class WorkloadArgs:
     redis_host: pulumi.Output[str]
     redis_auth_token: pulumi.Output[str]
     app_secrets: dict[str, pulumi.Output[str]]  # environment variable -> value (OpenAI key, Sentry DSN, ...)
+    # Settings known only once resources exist (the SMTP login): added to the ConfigMap chatwizard-config.
+    app_config: dict[str, pulumi.Input[str]]
     tls_certificate: pulumi.Output[str]
     tls_key: pulumi.Output[str]
     rds_ca_bundle: str
@@ -137,16 +142,18 @@ class Workload(pulumi.ComponentResource):
                 for deployment, data in read_at_start.items()
                 if deployment != MIGRATE_JOB
             }),
-            args.db_primary_host, *args.db_replica_hosts,
+            pulumi.Output.all(**args.app_config), args.db_primary_host, *args.db_replica_hosts,
         )
 
         def configure(objects: list[Any]) -> str:
-            digests, primary, *replicas = objects
+            digests, app_config, primary, *replicas = objects
             rest = [m for m in manifests if m["kind"] != "Namespace" and m is not job_manifest]
             for manifest in rest:
                 kind, manifest_name = manifest["kind"], manifest["metadata"]["name"]
                 if kind == "ConfigMap" and manifest_name == "pgbouncer-config":
                     point_pgbouncer_at(manifest, primary, replicas)
+                if kind == "ConfigMap" and manifest_name == APP_CONFIG:
+                    manifest["data"].update(app_config)
                 if kind == "Deployment" and manifest_name in digests:
                     pod_metadata = manifest["spec"]["template"]["metadata"]
                     pod_metadata.setdefault("annotations", {})[SECRETS_DIGEST] = digests[manifest_name]

@@ -68,6 +68,16 @@ def stack_settings(stack: str, overrides: list[str], unset: list[str]) -> tuple[
     return values, secret_keys
 
 
+def dkim_tokens(name: str) -> list[str]:
+    """What SES answers for a DomainDkim: three tokens."""
+    return [f"token{index}{name.replace('-', '')}" for index in range(3)]
+
+
+def smtp_password(name: str) -> str:
+    """An AccessKey's ses_smtp_password_v4, unlike any configured secret."""
+    return f"ses-smtp-password-of-{name}"
+
+
 def computed_outputs(args: MockResourceArgs, region: str, arn_suffix: str) -> dict[str, Any]:
     """What the providers would compute: endpoints, ARNs (in the region of the resource's provider, unique
     even for two resources of one type and name), certificates."""
@@ -96,6 +106,8 @@ def computed_outputs(args: MockResourceArgs, region: str, arn_suffix: str) -> di
         "cloudflare:index/originCaCertificate:OriginCaCertificate": {
             "certificate": f"-----BEGIN CERTIFICATE----- {name}"
         },
+        "aws:ses/domainDkim:DomainDkim": {"dkimTokens": dkim_tokens(name)},
+        "aws:iam/accessKey:AccessKey": {"sesSmtpPasswordV4": smtp_password(name)},
         "kubernetes:core/v1:Service": {
             "status": {"loadBalancer": {"ingress": [{"hostname": LOAD_BALANCER}]}}
         },
