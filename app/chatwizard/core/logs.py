@@ -94,7 +94,9 @@ def configure_logging(settings: Settings, stream: TextIO = sys.stdout) -> None:
         processors=[*_shared_processors(), structlog.processors.format_exc_info,
                     structlog.processors.JSONRenderer(), _scrub_rendered],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write per line (print writes the line and its newline apart, so a logging thread could
+        # slip its own line in between: two JSON objects on one line).
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(stream)
