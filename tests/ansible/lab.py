@@ -3,12 +3,12 @@
 A base root file system is made once with debootstrap (bookworm, minbase, plus the packages the roles
 install: the hosts have no route to a package mirror) and cached outside the repository, keyed by a
 hash of what goes into it. Each host boots from an overlay on that base, in its own network
-namespace with a veth on a private bridge, with systemd as PID 1 (unshare + chroot; Podman and
-systemd-nspawn do not work on this kind of machine). Like a Debian cloud image, each host has an
+namespace with a veth on a private bridge and its own cgroup subtree (a cgroup namespace), with
+systemd as PID 1 (unshare + chroot; Podman and systemd-nspawn do not work on this kind of machine). Like a Debian cloud image, each host has an
 `admin` user with passwordless sudo and the lab's throwaway SSH key, and nothing else configured.
 
 Teardown powers systemd off (SIGRTMIN+4; SIGTERM only makes it re-execute), kills what is left in
-the host's PID namespace, deletes the namespace and the host's files. Names carry the creating
+the host's PID namespace, deletes the namespace, the host's cgroups and its files. Names carry the creating
 process's id, so a lab whose process died is reaped by the next one.
 """
 
@@ -30,6 +30,7 @@ from pathlib import Path
 
 SUITE = "bookworm"
 PREFIX = "cwl"  # every netns, bridge and veth of a lab starts with it, then the owner's pid
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 CACHE_DIR = Path(os.environ.get("CHATWIZARD_LAB_CACHE", Path.home() / ".cache" / "chatwizard-lab"))
 SUBNET_BASE = "10.207"  # a private /24 per lab: 10.207.N.0/24, bridge .1, hosts .11, .12 ...
 ADMIN_USER = "admin"  # what Debian's cloud images call their first user
@@ -153,10 +154,57 @@ def reap_stale(prefix: str = PREFIX) -> None:
         if m and not _pid_alive(int(m.group(1))):
             _kill_netns_processes(ns)
             run("ip", "netns", "del", ns, check=False)
+            _remove_cgroups(ns)
     links = run("ip", "-o", "link", "show", "type", "bridge", check=False).stdout
     for m in re.finditer(rf"^\d+:\s+({prefix}(\d+)b):", links, re.M):
         if not _pid_alive(int(m.group(2))):
             run("ip", "link", "del", m.group(1), check=False)
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """One of the machine's cgroup mounts under /sys/fs/cgroup, and this process's cgroup in it."""
+
+    name: str  # its folder under /sys/fs/cgroup
+    mount: str  # the mount command's -t and -o for a fresh mount of it
+    own: str  # this process's cgroup in it, from /proc/self/cgroup
+
+    def host_dir(self, netns: str) -> Path:
+        return CGROUP_ROOT / self.name / self.own.lstrip("/") / netns
+
+
+def cgroup_hierarchies() -> list[Hierarchy]:
+    """The machine's cgroup v1 controllers, named hierarchies and the cgroup2 mount."""
+    own = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for c in controllers.split(",") if controllers else [""]:
+            own[c] = path
+    found = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, target, fstype, options, *_ = line.split()
+        if not target.startswith(f"{CGROUP_ROOT}/") or fstype not in ("cgroup", "cgroup2"):
+            continue
+        if fstype == "cgroup2":
+            found.append(Hierarchy(Path(target).name, "-t cgroup2", own.get("", "/")))
+            continue
+        picked = [o for o in options.split(",") if o not in ("rw", "ro", "relatime", "nosuid", "nodev", "noexec")]
+        key = next((o for o in picked if o.startswith("name=")), picked[0])
+        mount_options = ",".join(["none", *picked] if key.startswith("name=") else picked)
+        found.append(Hierarchy(Path(target).name, f"-t cgroup -o {mount_options}", own.get(key, "/")))
+    return found
+
+
+def _remove_cgroups(netns: str) -> None:
+    """The host's cgroup folders, deepest first (rmdir is how cgroups are removed)."""
+    for hierarchy in cgroup_hierarchies():
+        top = hierarchy.host_dir(netns)
+        if top.is_dir():
+            for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            with contextlib.suppress(OSError):
+                top.rmdir()
 
 
 def _kill_netns_processes(ns: str) -> None:
@@ -172,6 +220,35 @@ def _free_subnet(start: int) -> int:
         if f"{SUBNET_BASE}.{n}." not in routes:
             return n
     raise RuntimeError("no free 10.207.N.0/24 subnet for a lab")
+
+
+def _join_own_cgroups(netns: str) -> str:
+    """Shell that moves itself into a cgroup of the host's own in every hierarchy, before the cgroup
+    namespace is made: a real VM's systemd owns its whole tree, and hosts sharing the machine's tree
+    remove each other's cgroups when they run a unit of the same name at once (status 219/CGROUP).
+    cpuset is left shared: systemd does not manage it on cgroup v1, and a new cpuset cgroup would
+    need its CPUs and memory nodes copied."""
+    steps = []
+    for hierarchy in cgroup_hierarchies():
+        if "cpuset" in hierarchy.mount:
+            continue
+        folder = hierarchy.host_dir(netns)
+        steps.append(f"mkdir -p {folder}; echo $$ > {folder}/cgroup.procs;")
+    return " ".join(steps)
+
+
+def _cgroup_mounts(target: Path) -> str:
+    """Shell that mounts the machine's cgroup layout afresh at `target`: inside the cgroup namespace,
+    each hierarchy shows the host's own cgroup as its root."""
+    steps = [f"mount -t tmpfs -o mode=755 cgroup {target};"]
+    for entry in sorted(CGROUP_ROOT.iterdir()):
+        if entry.is_symlink():
+            steps.append(f"ln -s {os.readlink(entry)} {target / entry.name};")
+        else:
+            steps.append(f"mkdir {target / entry.name};")
+    for hierarchy in cgroup_hierarchies():
+        steps.append(f"mount {hierarchy.mount} cgroup {target / hierarchy.name};")
+    return " ".join(steps)
 
 
 @dataclass
@@ -224,8 +301,7 @@ class Lab:
             f"{self._address(i)} {name}\n" for i, name in enumerate(names))
         if gateway_names:
             etc_hosts += f"{self.gateway} {' '.join(gateway_names)}\n"
-        # One after another: the hosts' systemd share the machine's cgroup v1 hierarchies, where two
-        # hosts starting a unit of the same name at once can remove each other's cgroup (status 219).
+        # One after another: a boot is the busiest moment of a host, and the lab's tests wait for all.
         for i, name in enumerate(names):
             self.hosts.append(self._boot(name, i, base, etc_hosts))
             self._wait_up(self.hosts[-1])
@@ -255,13 +331,14 @@ class Lab:
             "mount --make-rprivate /;"
             f" mount -t overlay overlay -o lowerdir={base},upperdir={upper},workdir={work} {merged};"
             f" mount -t proc proc {merged}/proc; mount -t sysfs sys {merged}/sys;"
-            f" mount --rbind /sys/fs/cgroup {merged}/sys/fs/cgroup; mount -t tmpfs tmpfs {merged}/run;"
+            f" {_cgroup_mounts(merged / 'sys/fs/cgroup')} mount -t tmpfs tmpfs {merged}/run;"
             f" mount --rbind /dev {merged}/dev; hostname {name};"
             f" exec chroot {merged} /lib/systemd/systemd --system --log-target=journal"
         )
         log = open(host.root / "boot.log", "w")  # noqa: SIM115 - lives as long as the host
         host.unshare = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{netns}", "unshare", "--fork", "--pid", "--mount", "--uts",
+            ["sh", "-euc", f"{_join_own_cgroups(netns)} exec \"$@\"", "boot",
+             "nsenter", f"--net=/run/netns/{netns}", "unshare", "--fork", "--pid", "--mount", "--uts", "--cgroup",
              "--", "sh", "-euc", script],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "container": "lab"},
@@ -321,6 +398,7 @@ class Lab:
         for host in self.hosts:
             _power_off(host)
             run("ip", "netns", "del", host.netns, check=False)
+            _remove_cgroups(host.netns)
             _remove_unmounted(host.root)
         self.hosts.clear()
         run("ip", "link", "del", self.bridge, check=False)
