@@ -130,3 +130,19 @@ def test_the_runner_registers_with_the_labels_the_release_jobs_ask_for(environme
     labels = variables.get("deploy_runner_labels", role_defaults("deploy_runner")["deploy_runner_labels"])
     registered = {jinja2.Template(label).render(variables) for label in labels}
     assert {"self-hosted", *registered} == deploy_jobs()[environment]  # GitHub adds self-hosted itself
+
+
+def test_every_download_is_checked_against_a_checksum():
+    """A vendor archive fetched over the network is verified: a get_url without a checksum, or a
+    download's default checksum left empty, would run whatever the URL serves on the deploy runner."""
+    for tasks in (ANSIBLE_DIR / "roles").glob("*/tasks/*.yml"):
+        for task in yaml.safe_load(tasks.read_text()) or []:
+            if "ansible.builtin.get_url" in task:
+                assert task["ansible.builtin.get_url"].get("checksum"), (tasks.name, task["name"])
+    downloads = 0
+    for defaults in (ANSIBLE_DIR / "roles").glob("*/defaults/main.yml"):
+        values = yaml.safe_load(defaults.read_text()) or {}
+        for name in (k for k in values if k.endswith("_url") and f"{k[:-4]}_checksum" in values):
+            downloads += 1
+            assert values[f"{name[:-4]}_checksum"].startswith("sha256:"), (defaults.parent.parent.name, name)
+    assert downloads == 3  # Pulumi, the runner agent, the Argo Rollouts plugin
