@@ -195,16 +195,21 @@ def cgroup_hierarchies() -> list[Hierarchy]:
     return found
 
 
-def _remove_cgroups(netns: str) -> None:
-    """The host's cgroup folders, deepest first (rmdir is how cgroups are removed)."""
+def _remove_cgroups(netns: str, timeout_s: float = 10) -> None:
+    """The host's cgroup folders, deepest first (rmdir is how cgroups are removed). A cgroup is busy
+    until its last process has exited, which can be a moment after the host's PID 1 is gone."""
+    deadline = time.monotonic() + timeout_s
     for hierarchy in cgroup_hierarchies():
         top = hierarchy.host_dir(netns)
-        if top.is_dir():
+        while top.is_dir():
             for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
                 with contextlib.suppress(OSError):
                     d.rmdir()
             with contextlib.suppress(OSError):
                 top.rmdir()
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
 
 
 def _kill_netns_processes(ns: str) -> None:
@@ -233,7 +238,8 @@ def _join_own_cgroups(netns: str) -> str:
         if "cpuset" in hierarchy.mount:
             continue
         folder = hierarchy.host_dir(netns)
-        steps.append(f"mkdir -p {folder}; echo $$ > {folder}/cgroup.procs;")
+        folder.mkdir(parents=True, exist_ok=True)  # here: the shell must start no child (see _child_pid)
+        steps.append(f"echo $$ > {folder}/cgroup.procs;")
     return " ".join(steps)
 
 
