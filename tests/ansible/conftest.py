@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from chatwizard.core.crypto import new_key_entry
+from chatwizard.estate.mail import MailSink
 from chatwizard.estate.ports import free_port
 from fakellm.config import FakeLLMConfig
 from fakellm.testing import RunningFakeLLM, running_fake_llm
@@ -32,8 +33,10 @@ from tests.ansible.lab import CACHE_DIR, Host, Lab, running_lab
 from tests.ansible.standins import (
     CA,
     DB_NAME,
+    MAIL_NAME,
     LogCollector,
     log_collector,
+    mail_relay,
     managed_postgres,
     s3_server,
     vendor_archives,
@@ -70,6 +73,7 @@ class AnsibleLab:
     collector: LogCollector
     s3_endpoint: str
     llm: RunningFakeLLM
+    mail: MailSink
     converges: list[list[Converge]] = field(default_factory=list)
 
     def address(self, name: str) -> str:
@@ -192,7 +196,7 @@ def ansible_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnsibleLab
     names = [n for group in GROUPS.values() for n in group]
     with ExitStack() as stack:
         try:
-            lab = stack.enter_context(running_lab(work / "lab", names, gateway_names=(DB_NAME,)))
+            lab = stack.enter_context(running_lab(work / "lab", names, gateway_names=(DB_NAME, MAIL_NAME)))
         finally:
             builder.join()
         if isinstance(built["tar"], BaseException):
@@ -205,19 +209,20 @@ def ansible_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnsibleLab
         stack.callback(db.stop)
         collector = stack.enter_context(log_collector(lab.gateway, free_port()))
         s3 = stack.enter_context(s3_server(lab.gateway, free_port(), work / "moto.log"))
+        mail = stack.enter_context(mail_relay(work / "mail", lab.gateway, free_port(), ca))
         # At its realistic defaults (as in loadtest/): the launch load test measures answers with LLM latency.
         llm = stack.enter_context(running_fake_llm(FakeLLMConfig(), host=lab.gateway))
         pulumi_tar, agent_tar, rollouts = vendor_archives(work)
         inventory = write_inventory(work, lab, {
             "lab_gateway": lab.gateway, "lab_subnet": lab.cidr, "lab_log_port": collector.server_address[1],
             "lab_wheelhouse": built["tar"], "lab_fakellm_port": llm.root_url.rsplit(":", 1)[1],
-            "lab_s3_port": s3.rsplit(":", 1)[1], "lab_db_port": db_port,
+            "lab_s3_port": s3.rsplit(":", 1)[1], "lab_db_port": db_port, "lab_mail_port": mail.port,
             "lab_pulumi_archive": pulumi_tar, "lab_agent_archive": agent_tar, "lab_rollouts_plugin": rollouts,
         })
         password = work / "vault-password"
         password.write_text(secrets.token_urlsafe(24))
         write_vault(inventory / "group_vars" / "all" / "vault.yml", password, data, env)
-        alab = AnsibleLab(lab, inventory, password, ca, data, collector, s3, llm)
+        alab = AnsibleLab(lab, inventory, password, ca, data, collector, s3, llm, mail)
         alab.s3().create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         for round_ in (1, 2):
             alab.converges.append(converge_all(alab, env, work, round_))

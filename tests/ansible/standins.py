@@ -1,8 +1,8 @@
 """The lab hosts' outside world, served from this side of the lab bridge (the lab's gateway address).
 
 The managed Postgres (a PostgreSQL 18 + pgvector server with TLS and password logins, as RDS
-serves), S3 (moto in server mode), the log endpoint (a TCP syslog receiver), a certificate
-authority for the lab, and stand-ins for the two vendor archives that cannot be downloaded here.
+serves), S3 (moto in server mode), the log endpoint (a TCP syslog receiver), the mail relay (the
+estate's SMTP sink requiring STARTTLS, as SES does), a certificate authority for the lab, and stand-ins for the two vendor archives that cannot be downloaded here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import ipaddress
 import shutil
 import socket
 import socketserver
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -27,10 +28,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from chatwizard.estate.mail import MailSink
 from chatwizard.estate.ports import free_port
 from chatwizard.estate.postgres import SYSTEM_USER, PostgresNode
 
 DB_NAME = "db.lab"  # the managed database's host name, in every lab host's /etc/hosts
+MAIL_NAME = "mail.lab"  # the mail relay's, likewise
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
@@ -226,3 +229,19 @@ def _tar(path: Path, files: dict[str, str]) -> Path:
         for name in files:
             tar.add(staging / name, arcname=name)
     return path
+
+
+@contextmanager
+def mail_relay(state: Path, host: str, port: int, ca: CA) -> Iterator[MailSink]:
+    """An SMTP relay that refuses mail before STARTTLS, with a certificate for MAIL_NAME from the lab CA."""
+    cert, key = ca.issue([MAIL_NAME])
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "relay.pem").write_text(cert + key)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(state / "relay.pem")
+    relay = MailSink(state / "mailbox", port, host=host, tls_context=context)
+    relay.start()
+    try:
+        yield relay
+    finally:
+        relay.stop()

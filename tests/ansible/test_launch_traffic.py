@@ -1,13 +1,18 @@
 """The launch VM serves real learners through its TLS edge, driven by k6 on the load generators:
-the smoke journey with 0 failures, and one scenario split across two load generators with
-execution segments counting the same iterations and users as on one host."""
+the smoke journey with 0 failures, one scenario split across two load generators with execution
+segments counting the same iterations and users as on one host, and invitations mailed through the
+relay."""
 
 from __future__ import annotations
 
 import json
+import re
+import ssl
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from loadrun import segments
@@ -59,3 +64,19 @@ def test_execution_segments_on_two_hosts_add_up_to_the_run_on_one(ansible_lab: A
     requests = sum(len(p["http_req_duration"]) for p in points)
     assert merged["http_reqs"]["count"] == requests  # every request's duration is in the merged trend
     assert merged["http_req_duration"]["min"] <= merged["http_req_duration"]["p(95)"] <= merged["http_req_duration"]["max"]
+
+
+def test_an_invitation_reaches_the_learner_through_the_relay_over_starttls(ansible_lab: AnsibleLab,
+                                                                           traffic: dict[str, str]):
+    """The launch VM mails invitations through its relay (which refuses mail before STARTTLS and is
+    verified against its CA), and the link points at the public https address, not the app's port."""
+    address = f"invited-{uuid.uuid4().hex[:8]}@example.com"
+    context = ssl.create_default_context(cadata=ansible_lab.ca.pem)
+    with httpx.Client(verify=context, trust_env=False, timeout=30) as client:
+        made = client.post(f"https://{ansible_lab.address('launch-1')}/v1/admin/invitations",
+                           headers={"Authorization": f"Bearer {traffic['ADMIN_KEY']}"},
+                           json={"email": address, "tier": "free"})
+    assert made.status_code == 201, made.text
+    mail = [m for m in ansible_lab.mail.messages() if m["To"] == address]  # handed over before the 201
+    assert len(mail) == 1
+    assert re.search(r"https://chat\.lab/\S+#token=\S+", mail[0].get_content())

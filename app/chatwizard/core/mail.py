@@ -26,7 +26,8 @@ async def send_mail(settings: Settings, to: str, subject: str, body: str) -> Non
     try:
         await aiosmtplib.send(message, hostname=settings.smtp_host, port=settings.smtp_port,
                               username=settings.smtp_user, password=password,
-                              start_tls=settings.smtp_starttls, timeout=settings.smtp_timeout_s)
+                              start_tls=settings.smtp_starttls, cert_bundle=settings.smtp_ca_file,
+                              timeout=settings.smtp_timeout_s)
     except (aiosmtplib.SMTPException, OSError) as exc:
         # The kind only: a refusal's text may name the recipient, and addresses stay out of logs.
         raise MailUnavailable(type(exc).__name__) from exc

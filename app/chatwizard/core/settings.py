@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS (production)")
+    smtp_ca_file: str | None = Field(None, description="CA bundle for the SMTP server (unset: the system's)")
     smtp_timeout_s: float = Field(10.0, gt=0)
 
     # Caches.
@@ -187,7 +188,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_outside_development(self) -> Settings:
-        """Staging and production use verified TLS to Postgres and Redis, and encrypt personal text."""
+        """Staging and production use verified TLS to Postgres, Redis and the mail relay, serve learners
+        over https, and encrypt personal text."""
         if self.environment not in ("staging", "production"):
             return self
         for name, url in (("CHATWIZARD_DATABASE_URL", self.database_url),
@@ -198,6 +200,11 @@ class Settings(BaseSettings):
             raise ValueError(f"CHATWIZARD_REDIS_URL must be a rediss:// (TLS) URL in {self.environment}")
         if self.field_keys is None:
             raise ValueError(f"CHATWIZARD_FIELD_KEYS is required in {self.environment} (docs/security/)")
+        # A sign-in link in a mail is a credential, and the session cookie is Secure: both need TLS.
+        if not self.public_url.startswith("https://"):
+            raise ValueError(f"CHATWIZARD_PUBLIC_URL must be an https:// address in {self.environment}")
+        if not self.smtp_starttls:
+            raise ValueError(f"CHATWIZARD_SMTP_STARTTLS must be true in {self.environment}")
         return self
 
     def max_active_keys(self, tier: str) -> int:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from email import policy
 from email.message import EmailMessage
@@ -32,14 +33,19 @@ class Mailbox:
 
 
 class MailSink:
-    def __init__(self, folder: Path, port: int, host: str = "127.0.0.1") -> None:
+    """With a TLS context it stands in for a production relay: STARTTLS offered and required."""
+
+    def __init__(self, folder: Path, port: int, host: str = "127.0.0.1",
+                 tls_context: ssl.SSLContext | None = None) -> None:
         self.folder, self.host, self.port = folder, host, port
         self.mailbox = Mailbox(folder)
+        self.tls = {"tls_context": tls_context, "require_starttls": True} if tls_context else {}
         self.controller: Controller | None = None
 
     def start(self) -> None:
         logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection at INFO
-        self.controller = Controller(self.mailbox, hostname=self.host, port=self.port)  # one per start
+        # A new controller per start: aiosmtpd cannot restart one.
+        self.controller = Controller(self.mailbox, hostname=self.host, port=self.port, **self.tls)
         self.controller.start()
 
     def stop(self) -> None:
