@@ -158,7 +158,7 @@ def app_env(databases: Databases, redis_node: RedisNode, fake_llm: RunningFakeLL
 def start_server(env: dict[str, str], tmp: Path) -> AppServer:
     log_file = tmp / "app.log"
     chatwizard = str(Path(sys.executable).with_name("chatwizard"))
-    with log_file.open("wb") as log:
+    with log_file.open("ab") as log:  # O_APPEND, as a log file: a line another writer appends is never overwritten
         process = subprocess.Popen([chatwizard, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{env['CHATWIZARD_PORT']}"
     try:

@@ -26,7 +26,7 @@ class Mailbox:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         name = f"{time.time_ns()}-{next(self.numbers):06d}.eml"
-        partial = self.folder / f".{name}"
+        partial = self.folder / f".{name}.part"  # not *.eml: pathlib's glob matches dot files too
         partial.write_bytes(envelope.original_content or envelope.content)
         partial.rename(self.folder / name)  # readers never see half a message
         return "250 Message accepted for delivery"
